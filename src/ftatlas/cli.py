@@ -1,0 +1,225 @@
+"""The ``ftatlas`` command line: one thin sub-command per verb, each calling one library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ftatlas.data.errors import DataError
+from ftatlas.models.loading import ModelLoadError
+from ftatlas.recipe import DecodeSpec, RecipeError
+from ftatlas.registry import UnknownNameError
+from ftatlas.runs import RunDirError
+
+app = typer.Typer(help="Advise, run and measure every way to adapt an LLM.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=True)
+methods_app = typer.Typer(help="The method axis (what learns).", no_args_is_help=True)
+config_app = typer.Typer(help="Recipes: validate and show the schema.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(methods_app, name="methods")
+app.add_typer(config_app, name="config")
+out = Console()
+err = Console(stderr=True)
+
+# Errors a user can fix: printed as one clear message, exit code 2, no traceback.
+USER_ERRORS = (RecipeError, DataError, ModelLoadError, RunDirError, UnknownNameError, FileNotFoundError, ValueError)
+
+Overrides = Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. train.lr=1e-4 method.r=8")]
+
+
+def _fail(e: Exception) -> None:
+    err.print(f"[bold red]error:[/] {e}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _decode(max_new_tokens: int, beams: int, temperature: float, top_k: int, top_p: float,
+            repetition_penalty: float, sample: bool, seed: int) -> DecodeSpec:
+    return DecodeSpec(max_new_tokens=max_new_tokens, num_beams=beams, temperature=temperature, top_k=top_k,
+                      top_p=top_p, repetition_penalty=repetition_penalty, do_sample=sample, seed=seed)
+
+
+# Decoding flags shared by eval and chat.
+MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="tokens generated per answer")]
+Beams = Annotated[int, typer.Option("--beams", help="beam search width (1 = greedy or sampling)")]
+Temp = Annotated[float, typer.Option("--temperature", help="sampling temperature (with --sample)")]
+TopK = Annotated[int, typer.Option("--top-k", help="top-k sampling (with --sample)")]
+TopP = Annotated[float, typer.Option("--top-p", help="nucleus sampling (with --sample)")]
+RepPen = Annotated[float, typer.Option("--repetition-penalty", help="> 1 discourages repeats")]
+Sample = Annotated[bool, typer.Option("--sample/--greedy", help="sample instead of greedy decoding")]
+Seed = Annotated[int, typer.Option("--seed", help="sampling seed")]
+
+
+@app.command()
+def quickstart(overrides: Overrides = None) -> None:
+    """Base vs LoRA SFT on the built-in task with the embedded SmolLM2-135M: a measured before/after."""
+    from ftatlas.pipeline import train
+    from ftatlas.quickstart import quickstart_recipe
+    from ftatlas.report import comparison_rows, rich_table
+
+    try:
+        recipe = quickstart_recipe(["output.overwrite=true", *(overrides or [])])
+        session = train(recipe, eval_before=True)
+    except USER_ERRORS as e:
+        _fail(e)
+    out.print(rich_table(comparison_rows(session), f"held-out {recipe.data.builtin} (n="
+                         f"{session.results['after']['n']}), metrics in %"))
+    out.print(f"run directory: {session.run.path}  (try: ftatlas chat {session.run.path} --prompt ...)")
+
+
+@app.command("train")
+def train_cmd(
+    recipe_file: Annotated[Path, typer.Argument(help="recipe YAML")],
+    overrides: Overrides = None,
+    resume: Annotated[bool, typer.Option(help="resume from the run's last checkpoint")] = False,
+    eval_before: Annotated[bool, typer.Option(help="also score the base model first")] = False,
+) -> None:
+    """Train from a recipe; writes weights, metrics.jsonl, eval.json and report.md into the run dir."""
+    from ftatlas.pipeline import train
+    from ftatlas.recipe import load_recipe
+    from ftatlas.report import comparison_rows, rich_table
+
+    try:
+        recipe = load_recipe(recipe_file, overrides)
+        if resume:
+            recipe.output.overwrite = True
+        session = train(recipe, resume=resume, eval_before=eval_before)
+    except USER_ERRORS as e:
+        _fail(e)
+    out.print(rich_table(comparison_rows(session), "held-out metrics (%)"))
+    out.print(f"run directory: {session.run.path}")
+
+
+@app.command("eval")
+def eval_cmd(
+    target: Annotated[str, typer.Argument(help="run directory, or a model (dir, .gguf, alias, hub id)")],
+    data: Annotated[str | None, typer.Option("--data", help="held-out file; default: the run's held-out split")] = None,
+    metrics: Annotated[str | None, typer.Option(help="comma-separated metric names")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="where to write eval.json")] = None,
+    max_examples: Annotated[int | None, typer.Option(help="score only the first N rows")] = None,
+    batch_size: Annotated[int, typer.Option(help="prompts generated together")] = 16,
+    max_new_tokens: MaxNew = 64, beams: Beams = 1, temperature: Temp = 1.0, top_k: TopK = 50,
+    top_p: TopP = 1.0, repetition_penalty: RepPen = 1.0, sample: Sample = False, seed: Seed = 0,
+) -> None:
+    """Score a trained run or any model on held-out data; writes eval.json."""
+    from ftatlas.evaluate.api import evaluate_target
+
+    decode = _decode(max_new_tokens, beams, temperature, top_k, top_p, repetition_penalty, sample, seed)
+    try:
+        result, path = evaluate_target(target, data, metrics.split(",") if metrics else None, decode,
+                                       max_examples=max_examples, batch_size=batch_size, out=output)
+    except USER_ERRORS as e:
+        _fail(e)
+    out.print(json.dumps({"metrics": result["metrics"], "n": result["n"]}, indent=2))
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def chat(
+    target: Annotated[str, typer.Argument(help="run directory, or a model (dir, .gguf, alias, hub id)")],
+    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="answer one prompt and exit")] = None,
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    max_new_tokens: MaxNew = 256, beams: Beams = 1, temperature: Temp = 0.7, top_k: TopK = 50,
+    top_p: TopP = 0.9, repetition_penalty: RepPen = 1.1, sample: Sample = False, seed: Seed = 0,
+) -> None:
+    """Talk to a trained run (same chat template it trained with). Interactive unless --prompt."""
+    from ftatlas.chat import ChatSession
+
+    decode = _decode(max_new_tokens, beams, temperature, top_k, top_p, repetition_penalty, sample, seed)
+    try:
+        session = ChatSession.open(target, decode, system)
+    except USER_ERRORS as e:
+        _fail(e)
+    if prompt is not None:
+        out.print(session.reply(prompt), highlight=False)
+        return
+    err.print("chat: empty line or Ctrl-D to quit, /reset to clear history")
+    for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: input("you> "), None):
+        line = line.strip()
+        if not line:
+            break
+        if line == "/reset":
+            session.reset()
+            continue
+        out.print(f"assistant> {session.reply(line)}", highlight=False)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    file: Annotated[str, typer.Argument(help="data file (.jsonl, .json, .txt)")],
+    model: Annotated[str, typer.Option(help="tokenizer source (alias, dir, .gguf, hub id)")] = "smollm2-135m",
+    format: Annotated[str, typer.Option(help="auto, alpaca, sharegpt, messages, text")] = "auto",
+    max_length: Annotated[int, typer.Option(help="truncation length to report against")] = 1024,
+    train_on: Annotated[str, typer.Option(help="assistant, all, last_assistant")] = "assistant",
+    template: Annotated[str | None, typer.Option(help="chat template override")] = None,
+) -> None:
+    """Row count, token-length percentiles, turns, loss-token share and the first rendered example."""
+    from ftatlas.data.inspect import inspect_file
+    from ftatlas.models.loading import load_tokenizer, resolve_source
+
+    try:
+        tok = load_tokenizer(resolve_source(model), template)
+        report = inspect_file(file, tok, format, max_length, train_on)  # type: ignore[arg-type]
+    except USER_ERRORS as e:
+        _fail(e)
+    for line in report.lines():
+        out.print(line, highlight=False, markup=False)
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[str, typer.Argument(help="data file")],
+    format: Annotated[str, typer.Option(help="auto, alpaca, sharegpt, messages, text")] = "auto",
+) -> None:
+    """Read every row; report the first problem with file, line and field."""
+    from ftatlas.data.readers import read_file
+
+    try:
+        rows = read_file(file, format)
+    except USER_ERRORS as e:
+        _fail(e)
+    out.print(f"{file}: {len(rows)} rows OK")
+
+
+@methods_app.command("list")
+def methods_list() -> None:
+    """Every registered method with its parameters (generated from the registry)."""
+    from ftatlas.methods import METHODS
+
+    for name in METHODS:
+        m = METHODS.get(name)
+        fields = ", ".join(f"{k}={v.default!r}" for k, v in m.Params.model_fields.items())
+        out.print(f"[bold]{name}[/]: {m.summary}" + (f"\n    {fields}" if fields else ""), highlight=False)
+
+
+@config_app.command("validate")
+def config_validate(
+    files: Annotated[list[Path], typer.Argument(help="recipe YAML files")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="override key=value")] = None,
+) -> None:
+    """Validate recipes without loading any model."""
+    from ftatlas.recipe import load_recipe
+
+    for f in files:
+        try:
+            load_recipe(f, overrides)
+        except USER_ERRORS as e:
+            _fail(e)
+        out.print(f"{f}: OK")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """The recipe's JSON schema (every field with its description)."""
+    from ftatlas.recipe import Recipe
+
+    out.print_json(json.dumps(Recipe.model_json_schema()))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,79 @@
+"""Built-in datasets, generated deterministically (no download): tasks the quickstart and tests use.
+
+``contacts``: pull a person's name, age and city out of a sentence and answer with one JSON object
+in a fixed key order. Base SmolLM2-135M-Instruct rarely answers in exactly that shape; a LoRA on a
+few hundred examples learns it (measured numbers in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+
+from ftatlas.data.records import Conversation, Message
+
+FIRST = [
+    "Ana", "Bruno", "Chen", "Dara", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lena",
+    "Mateo", "Nadia", "Omar", "Priya", "Quentin", "Rosa", "Sven", "Tariq", "Uma", "Viktor", "Wen", "Ximena",
+    "Yusuf", "Zofia", "Amara", "Bjorn", "Camila", "Dmitri", "Esme", "Felix", "Gwen", "Hassan", "Ingrid",
+    "Jamal", "Kiri", "Luca", "Mei", "Nikolai", "Olga", "Pablo", "Rania", "Soren", "Talia", "Ugo", "Vera",
+]
+LAST = [
+    "Silva", "Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalski", "Haddad", "Novak", "Fischer", "Rossi",
+    "Patel", "Garcia", "Ivanova", "Nakamura", "Mensah", "Dubois", "Larsen", "Yilmaz", "Costa", "Brennan",
+    "Sato", "Weber", "Ortiz", "Kim", "Ahmed", "Jensen", "Romano", "Petrov", "Alvarez", "Schmidt",
+]
+CITIES = [
+    "Lisbon", "Porto", "Lagos", "Nairobi", "Oslo", "Bergen", "Kyoto", "Osaka", "Krakow", "Gdansk", "Beirut",
+    "Tunis", "Lyon", "Marseille", "Munich", "Hamburg", "Turin", "Naples", "Pune", "Chennai", "Bogota",
+    "Quito", "Tallinn", "Riga", "Accra", "Cork", "Galway", "Busan", "Seville", "Valencia", "Leipzig",
+    "Aarhus", "Izmir", "Curitiba", "Recife", "Hanoi", "Cebu", "Perth", "Hobart", "Dunedin", "Calgary",
+]
+TEMPLATES = [
+    "Hi, I'm {name}, {age} years old, and I live in {city}.",
+    "{name} ({age}) moved to {city} last year.",
+    "Meet {name} from {city}; they turned {age} in May.",
+    "Our new hire, {age}-year-old {name}, is based in {city}.",
+    "{city} resident {name} celebrated a {age}th birthday on Sunday.",
+    "Please ship the parcel to {name} in {city}. Note: recipient is {age}.",
+    "At {age}, {name} opened a small bakery in {city}.",
+    "Name: {name} / Age: {age} / Location: {city}",
+    "The speaker, {name}, {age}, flew in from {city} this morning.",
+    "{name} has lived in {city} since childhood and is now {age}.",
+]
+INSTRUCTION = "Extract the contact record from this message as JSON."
+
+
+def _contact(rng: random.Random) -> tuple[str, str]:
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    age = rng.randint(18, 89)
+    city = rng.choice(CITIES)
+    sentence = rng.choice(TEMPLATES).format(name=name, age=age, city=city)
+    answer = json.dumps({"name": name, "age": age, "city": city})
+    return sentence, answer
+
+
+def contacts(split: str, n: int | None = None) -> list[Conversation]:
+    """``train`` (400 rows) and ``eval`` (100 held-out rows, disjoint sentences) of the contacts task."""
+    sizes = {"train": 400, "eval": 100}
+    if split not in sizes:
+        raise ValueError(f"built-in 'contacts' has splits train, eval; got {split!r}")
+    rng = random.Random(20261123)
+    seen: set[str] = set()
+    rows: dict[str, list[Conversation]] = {"train": [], "eval": []}
+    for part in ("train", "eval"):  # eval is drawn after train and never repeats a train sentence
+        while len(rows[part]) < sizes[part]:
+            sentence, answer = _contact(rng)
+            if sentence in seen:
+                continue
+            seen.add(sentence)
+            msgs = [Message("user", f"{INSTRUCTION}\n\n{sentence}"), Message("assistant", answer)]
+            rows[part].append(Conversation(msgs, source=f"builtin:contacts/{part}", line=len(rows[part]) + 1))
+    out = rows[split]
+    return out[:n] if n is not None else out
+
+
+BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts}
+# Metric each built-in task is scored with by default.
+BUILTIN_METRICS: dict[str, list[str]] = {"contacts": ["json_match", "exact_match"]}

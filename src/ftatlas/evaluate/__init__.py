@@ -1,0 +1,1 @@
+"""Evaluation: metrics, batched generation, and scoring held-out rows."""

@@ -1,0 +1,57 @@
+"""``ftatlas eval``: score a run (its own held-out split by default) or any model on a data file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftatlas.data.readers import read_file
+from ftatlas.data.splits import load_splits
+from ftatlas.evaluate.metrics import METRICS
+from ftatlas.evaluate.runner import evaluate_rows
+from ftatlas.measure import Measure
+from ftatlas.models.device import resolve_precision
+from ftatlas.models.trained import load_run_or_model
+from ftatlas.recipe import DecodeSpec, EvalSpec
+from ftatlas.runs import atomic_write
+
+FALLBACK_METRICS = ["exact_match", "token_f1"]
+
+
+def evaluate_target(
+    target: str,
+    data: str | None,
+    metrics: list[str] | None,
+    decode: DecodeSpec,
+    *,
+    max_examples: int | None = None,
+    batch_size: int = 16,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    for m in metrics or []:
+        METRICS.get(m)  # unknown names fail before the model loads
+    if data is not None:
+        rows = read_file(data)
+    loaded, recipe, run = load_run_or_model(target)
+    if data is None:
+        if recipe is None:
+            raise ValueError(f"{target} is a model, not a run directory: pass --data FILE to evaluate it")
+        splits = load_splits(recipe.data)
+        rows = splits.eval
+        metrics = metrics or recipe.eval.metrics or splits.default_metrics
+    metrics = metrics or (recipe.eval.metrics if recipe else None) or FALLBACK_METRICS
+    device = next(loaded.model.parameters()).device.type
+    spec = EvalSpec(metrics=metrics, max_examples=max_examples, batch_size=batch_size, decode=decode)
+    with Measure(device) as meas:
+        result = evaluate_rows(loaded.model, loaded.tokenizer, rows, spec, metrics,
+                               autocast=resolve_precision("auto", device).autocast, progress=progress)
+    result["peak_memory_bytes"] = meas.stats.peak_bytes
+    result["target"], result["data"] = target, data or "run held-out split"
+    if out is None:
+        name = "eval.json" if data is None else f"eval-{Path(data).stem}.json"
+        out = (run.path if run else Path.cwd()) / name
+    import json
+
+    atomic_write(out, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result, out

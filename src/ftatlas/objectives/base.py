@@ -1,0 +1,84 @@
+"""What every objective provides: a Params model and ``build(ctx) -> a trainer with .train()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from transformers import PreTrainedTokenizerBase, TrainingArguments
+
+from ftatlas.data.records import Conversation
+from ftatlas.models.device import Precision
+from ftatlas.recipe import Recipe
+from ftatlas.registry import Registry
+from ftatlas.runs import RunDir
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class TrainContext:
+    """Everything an objective needs to build its trainer."""
+
+    recipe: Recipe
+    model: Any
+    tokenizer: PreTrainedTokenizerBase
+    train_rows: list[Conversation]
+    eval_rows: list[Conversation]
+    run: RunDir
+    device: str
+    precision: Precision
+    progress: bool = True
+
+
+class Objective:
+    name: str = ""
+    Params: type[BaseModel] = NoParams
+    summary: str = ""
+    needs_chat_template: bool = True
+
+    def build(self, ctx: TrainContext) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+
+def training_arguments(ctx: TrainContext, has_eval: bool, **extra: Any) -> TrainingArguments:
+    """Map the recipe's ``train`` block onto transformers' TrainingArguments (shared by objectives)."""
+    t = ctx.recipe.train
+    half = ctx.precision.autocast
+    return TrainingArguments(
+        output_dir=str(ctx.run.checkpoints_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        bf16=half is not None and str(half) == "torch.bfloat16",
+        fp16=half is not None and str(half) == "torch.float16",
+        use_cpu=ctx.device == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        logging_steps=t.log_every,
+        eval_strategy="steps" if has_eval and t.eval_every else "no",
+        eval_steps=t.eval_every or None,
+        save_strategy="steps" if t.save_every else "no",
+        save_steps=t.save_every or None,
+        save_total_limit=t.save_total_limit,
+        report_to="none",
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=not ctx.progress,
+        dataloader_num_workers=0,
+        **extra,
+    )

@@ -1,0 +1,126 @@
+"""``train(recipe)``, top to bottom: set up -> (evaluate base) -> fit -> save -> evaluate -> report.
+
+Each step is a small function so the quickstart, the CLI and notebooks reuse the same pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from rich.console import Console
+from transformers import set_seed
+
+from ftatlas.data.splits import Splits, load_splits
+from ftatlas.evaluate.runner import evaluate_rows
+from ftatlas.measure import Measure, PhaseStats
+from ftatlas.methods import METHODS, ParamCount, count_params
+from ftatlas.models import Loaded, load_model, require_chat_template, resolve_device, resolve_precision
+from ftatlas.models.device import Precision, torch_dtype
+from ftatlas.objectives import OBJECTIVES, TrainContext
+from ftatlas.recipe import Recipe, dump_recipe
+from ftatlas.report import write_report
+from ftatlas.runs import RunDir, default_run_name
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Session:
+    """A prepared run: recipe, run dir, base model, data splits and where it computes."""
+
+    recipe: Recipe
+    run: RunDir
+    loaded: Loaded
+    splits: Splits
+    device: str
+    precision: Precision
+    progress: bool = True
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.recipe.eval.metrics or self.splits.default_metrics
+
+
+def prepare(recipe: Recipe, progress: bool = True) -> Session:
+    """Validate everything cheap first (data, names), then create the run dir and load the model."""
+    splits = load_splits(recipe.data)
+    device = resolve_device(recipe.model.device)
+    precision = resolve_precision(recipe.train.precision, device)
+    run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
+        recipe.method.name, recipe.objective.name), recipe.output.overwrite)
+    run.write_text("recipe.yaml", dump_recipe(recipe))
+    set_seed(recipe.train.seed)
+    console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
+    with console.status(f"loading {recipe.model.name} ..."):
+        loaded = load_model(recipe.model.name, dtype=torch_dtype(recipe.model.dtype), device=device,
+                            template=recipe.model.template)
+    objective = OBJECTIVES.get(recipe.objective.name)
+    if objective.needs_chat_template and any(not r.is_text for r in splits.train):
+        require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
+    console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}")
+    return Session(recipe, run, loaded, splits, device, precision, progress)
+
+
+def evaluate(session: Session, model: torch.nn.Module | None = None, desc: str = "evaluating") -> dict:
+    """Generate on the held-out split and score; records wall time and peak memory."""
+    with Measure(session.device) as m:
+        result = evaluate_rows(model or session.loaded.model, session.loaded.tokenizer, session.splits.eval,
+                               session.recipe.eval, session.metrics, autocast=session.precision.autocast,
+                               progress=session.progress, desc=desc)
+    result["peak_memory_bytes"] = m.stats.peak_bytes
+    return result
+
+
+@dataclass
+class FitResult:
+    model: Any
+    params: ParamCount
+    stats: PhaseStats
+    tokens: int
+    train_loss: float | None
+    data_stats: dict
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.stats.seconds if self.stats.seconds else 0.0
+
+
+def fit(session: Session, resume: bool = False) -> FitResult:
+    """Apply the method, build the objective's trainer, train, save weights into the run dir."""
+    r = session.recipe
+    method = METHODS.get(r.method.name)()
+    model = method.apply(session.loaded.model, r.method_params())
+    params = count_params(model)
+    console.print(f"[bold]method[/] {r.method.name}: {params}")
+    objective = OBJECTIVES.get(r.objective.name)()
+    trainer = objective.build(TrainContext(r, model, session.loaded.tokenizer, session.splits.train,
+                                           session.splits.eval, session.run, session.device,
+                                           session.precision, session.progress))
+    data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in objective.stats().items()}
+    console.print(f"[bold]train data[/] {objective.stats()['train'].summary()}")
+    with Measure(session.device) as m:
+        out = trainer.train(resume_from_checkpoint=resume or None)
+    if trainer.eval_dataset is not None:
+        trainer.evaluate()  # final held-out loss into metrics.jsonl
+    session.run.save_weights(model, session.loaded.tokenizer)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    return FitResult(model, params, m.stats, tokens, out.training_loss, data_stats)
+
+
+def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:
+    """The whole recipe: returns the session, whose run dir holds weights, eval.json and report.md."""
+    session = prepare(recipe, progress)
+    if eval_before:
+        session.results["before"] = evaluate(session, desc="base model")
+        session.run.write_json("eval_before.json", session.results["before"])
+    fit_result = fit(session, resume)
+    session.results["fit"] = fit_result
+    session.results["after"] = evaluate(session, fit_result.model, desc="trained model")
+    session.run.write_json("eval.json", session.results["after"])
+    if eval_before:
+        session.run.write_json("eval_after.json", session.results["after"])
+    write_report(session)
+    return session

@@ -1,0 +1,229 @@
+"""The recipe: one YAML file (validated by pydantic) that drives a run, plus dotted key=value overrides.
+
+Validation is two-step for the axes: ``method.name`` picks a registered module, and the rest of the
+``method`` block is validated against that module's own ``Params`` (``extra="forbid"``), so LoRA
+fields cannot appear in a freeze run and every error names the field path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ftatlas.registry import UnknownNameError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    name: str = Field("smollm2-135m", description="hub id, local HF dir, .gguf file, or alias smollm2-135m")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype of the loaded weights; auto = fp32 master weights (+ autocast, see train)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto picks cuda, mps, then cpu")
+    template: str | None = Field(None, description="chat template override: chatml, plain, a .jinja file or Jinja")
+
+
+class DataSpec(Strict):
+    builtin: str | None = Field(None, description="built-in dataset name (e.g. contacts); replaces train/eval")
+    train: str | None = Field(None, description="training file (.jsonl, .json, .txt)")
+    eval: str | None = Field(None, description="held-out file; if absent, eval_split of train is held out")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "text"] = Field("auto", description="row format")
+    eval_split: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of train held out when eval is absent")
+    max_length: int = Field(1024, ge=8, description="tokens per example; longer rows are truncated (counted)")
+    train_on: Literal["assistant", "all", "last_assistant"] = Field(
+        "assistant", description="which tokens carry loss")
+    max_train: int | None = Field(None, ge=1, description="use only the first N training rows")
+    seed: int = Field(0, description="seed for the eval split shuffle")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if self.builtin is None and self.train is None:
+            raise ValueError("set data.builtin (e.g. contacts) or data.train (a file)")
+        if self.builtin is not None and (self.train is not None or self.eval is not None):
+            raise ValueError("data.builtin brings its own train/eval splits; drop data.train/data.eval")
+        return self
+
+
+class AxisSpec(BaseModel):
+    """``{name: ..., <params of that module>}``; params are checked against the module's Params."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainSpec(Strict):
+    epochs: float = Field(1.0, gt=0, description="passes over the training set (ignored when max_steps > 0)")
+    max_steps: int = Field(-1, description="optimizer steps; -1 = use epochs")
+    lr: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
+                       "polynomial", "inverse_sqrt"] = Field("cosine", description="learning-rate schedule")
+    warmup: float = Field(0.05, ge=0, description="warmup: fraction of steps if < 1, else a step count")
+    batch_size: int = Field(8, ge=1, description="examples per micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    seed: int = Field(42, description="seed for init, shuffling and dropout")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field(
+        "auto", description="auto = bf16 autocast on CUDA/CPUs with bf16, else fp32")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    log_every: int = Field(5, ge=1, description="steps between metrics.jsonl lines")
+    eval_every: int = Field(0, ge=0, description="steps between eval-loss passes; 0 = at the end only")
+    save_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only the final model")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+
+
+class DecodeSpec(Strict):
+    max_new_tokens: int = Field(64, ge=1, description="tokens generated per answer")
+    do_sample: bool = Field(False, description="sample instead of greedy/beam")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    top_k: int = Field(50, ge=0, description="sample from the k most likely tokens (0 = off)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    num_beams: int = Field(1, ge=1, description="beam search width (1 = greedy/sampling)")
+    repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeats")
+    seed: int = Field(0, description="sampling seed")
+
+
+class EvalSpec(Strict):
+    metrics: list[str] | None = Field(None, description="metric names; default: the task's, else exact_match")
+    max_examples: int | None = Field(None, ge=1, description="score only the first N held-out rows")
+    batch_size: int = Field(16, ge=1, description="prompts generated together (left padded, KV cache)")
+    decode: DecodeSpec = Field(default_factory=DecodeSpec)
+
+
+class OutputSpec(Strict):
+    dir: str = Field("runs", description="parent folder of run directories")
+    name: str | None = Field(None, description="run name; default <method>-<objective>-<timestamp>")
+    overwrite: bool = Field(False, description="allow reusing an existing run directory")
+
+
+class Recipe(Strict):
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec
+    method: AxisSpec = Field(default_factory=lambda: AxisSpec(name="lora"))
+    objective: AxisSpec = Field(default_factory=lambda: AxisSpec(name="sft"))
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("method", "objective", mode="before")
+    @classmethod
+    def _name_only(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v  # `method: lora` is short for `{name: lora}`
+
+    @model_validator(mode="after")
+    def _check_axes(self) -> Recipe:
+        from ftatlas.methods import METHODS
+        from ftatlas.objectives import OBJECTIVES
+
+        for axis, registry in (("method", METHODS), ("objective", OBJECTIVES)):
+            spec: AxisSpec = getattr(self, axis)
+            try:
+                entry = registry.get(spec.name)
+            except UnknownNameError as e:
+                raise ValueError(str(e)) from None
+            try:
+                entry.Params(**spec.params())
+            except ValidationError as e:
+                raise ValueError(f"{axis} {spec.name!r}: {format_errors(e, prefix=axis)}") from None
+        return self
+
+    def method_params(self) -> BaseModel:
+        from ftatlas.methods import METHODS
+
+        return METHODS.get(self.method.name).Params(**self.method.params())
+
+    def objective_params(self) -> BaseModel:
+        from ftatlas.objectives import OBJECTIVES
+
+        return OBJECTIVES.get(self.objective.name).Params(**self.objective.params())
+
+
+class RecipeError(ValueError):
+    """A recipe that does not validate; the message lists each bad field path."""
+
+
+def format_errors(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``train.scheduler: Input should be 'linear', 'cosine', ... (got 'foo')``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e["loc"]))
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key{_allowed_keys(e['loc'], prefix)}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error") else ""
+            lines.append(f"{loc}: {msg}{got}" if loc else f"{msg}{got}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple, prefix: str) -> str:
+    """The keys allowed next to an unknown key, found by walking the recipe models along ``loc``."""
+    if prefix:
+        return ""  # axis params: the module's Params message is already specific
+    model: Any = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return ""
+        model = field.annotation
+    return f"; allowed: {', '.join(model.model_fields)}"
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["train.lr=1e-4", "method.r=8"]`` -> nested dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"override {item!r} is not key=value (e.g. train.lr=1e-4)")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {item!r} conflicts with an earlier override of {p!r}")
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_recipe(data: dict[str, Any], overrides: list[str] | None = None, source: str = "recipe") -> Recipe:
+    merged = deep_merge(data, parse_overrides(overrides or []))
+    for axis in ("method", "objective"):  # allow `method=lora` overrides of a `{name: ...}` block
+        if isinstance(merged.get(axis), str):
+            merged[axis] = {"name": merged[axis]}
+    try:
+        return Recipe.model_validate(merged)
+    except ValidationError as e:
+        raise RecipeError(f"{source}: invalid recipe\n{format_errors(e)}") from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping (model:, data:, method:, ...)")
+    return build_recipe(data, overrides, source=str(path))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

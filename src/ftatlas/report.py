@@ -1,0 +1,82 @@
+"""report.md and the before/after table printed by train and quickstart."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ftatlas.pipeline import Session
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _gib(b: int | None) -> str:
+    return f"{b / 2**30:.2f} GiB" if b else "-"
+
+
+def comparison_rows(session: Session) -> list[dict[str, str]]:
+    """One row per evaluated model (base, trained), with the columns the quickstart promises."""
+    rows = []
+    fit = session.results.get("fit")
+    metric_names = session.metrics
+    if "before" in session.results:
+        ev = session.results["before"]
+        rows.append({"model": "base (no training)", **{m: _pct(ev["metrics"][m]) for m in metric_names},
+                     "trainable params": "0", "train time": "-", "train tokens/s": "-",
+                     "peak memory": _gib(ev["peak_memory_bytes"]) + " (eval)"})
+    if fit is not None:
+        ev = session.results["after"]
+        rows.append({
+            "model": f"{session.recipe.method.name} {session.recipe.objective.name}",
+            **{m: _pct(ev["metrics"][m]) for m in metric_names},
+            "trainable params": f"{fit.params.trainable:,} ({fit.params.share:.2%})",
+            "train time": f"{fit.stats.seconds:.0f} s",
+            "train tokens/s": f"{fit.tokens_per_s:,.0f}",
+            "peak memory": _gib(fit.stats.peak_bytes) + (" (train)" if fit.stats.kind == "rss" else " (cuda)"),
+        })
+    return rows
+
+
+def rich_table(rows: list[dict[str, str]], title: str) -> Table:
+    table = Table(title=title)
+    for col in rows[0] if rows else []:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(*r.values())
+    return table
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_report(session: Session) -> None:
+    r = session.recipe
+    rows = comparison_rows(session)
+    fit = session.results.get("fit")
+    parts = [
+        f"# Run `{session.run.path.name}`",
+        "",
+        f"- model: `{r.model.name}` ({session.loaded.source}) on {session.device}, {session.precision.label}",
+        f"- method: `{r.method.name}` {r.method.params() or ''}; objective: `{r.objective.name}`",
+        f"- data: {session.splits.note}",
+    ]
+    if fit is not None:
+        d = fit.data_stats["train"]
+        parts.append(f"- train tokens: {d['tokens']:,}, {d['loss_share']:.1%} carry loss, "
+                     f"{d['truncated']} rows truncated, final train loss {fit.train_loss:.4f}")
+    parts += ["", f"## Held-out metrics (%, n={session.results['after']['n']})", "", markdown_table(rows), ""]
+    parts += ["## First held-out examples", ""]
+    for ex in session.results["after"]["examples"][:5]:
+        parts += [f"- prompt: {ex['prompt']!r}", f"  - reference: `{ex['reference']}`",
+                  f"  - prediction: `{ex['prediction']}`"]
+    session.run.write_text("report.md", "\n".join(parts) + "\n")
