@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +25,10 @@ config_app = typer.Typer(help="Recipes: validate and show the schema.", no_args_
 app.add_typer(data_app, name="data")
 app.add_typer(methods_app, name="methods")
 app.add_typer(config_app, name="config")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 140)  # tables stay readable when piped to a file
 err = Console(stderr=True)
+# Library deprecation chatter (transformers/peft renames) is not actionable for a user of this CLI.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\.")
 
 # Errors a user can fix: printed as one clear message, exit code 2, no traceback.
 USER_ERRORS = (RecipeError, DataError, ModelLoadError, RunDirError, UnknownNameError, FileNotFoundError, ValueError)

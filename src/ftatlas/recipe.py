@@ -7,6 +7,7 @@ fields cannot appear in a freeze run and every error names the field path.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,8 +191,18 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise RecipeError(f"override {item!r} conflicts with an earlier override of {p!r}")
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        node[leaf] = _scalar(raw)
     return out
+
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _scalar(raw: str) -> Any:
+    """YAML typing for override values, plus ``1e-4`` as a float (YAML 1.1 would keep it a string)."""
+    if not raw:
+        return ""
+    return float(raw) if _FLOAT.match(raw) else yaml.safe_load(raw)
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -201,11 +212,31 @@ def deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
+AXIS_DEFAULTS = {"method": "lora", "objective": "sft"}
+
+
+def _expand_axes(data: dict[str, Any], defaults: bool) -> dict[str, Any]:
+    """``method: lora`` -> ``{name: lora}``; with ``defaults``, absent axes get their default name."""
+    out = dict(data)
+    for axis, default in AXIS_DEFAULTS.items():
+        if isinstance(out.get(axis), str):
+            out[axis] = {"name": out[axis]}
+        elif defaults and axis not in out:
+            out[axis] = {"name": default}
+    return out
+
+
 def build_recipe(data: dict[str, Any], overrides: list[str] | None = None, source: str = "recipe") -> Recipe:
-    merged = deep_merge(data, parse_overrides(overrides or []))
-    for axis in ("method", "objective"):  # allow `method=lora` overrides of a `{name: ...}` block
-        if isinstance(merged.get(axis), str):
-            merged[axis] = {"name": merged[axis]}
+    # Expand short forms on both sides first, so `method.r=8` on `method: lora` (or on no method block,
+    # i.e. the default lora) adds a parameter instead of replacing the name.
+    base = _expand_axes(data, defaults=True)
+    extra = _expand_axes(parse_overrides(overrides or []), defaults=False)
+    for axis in AXIS_DEFAULTS:  # switching to another method drops the old one's params
+        block = extra.get(axis)
+        new_name = block.get("name") if isinstance(block, dict) else None
+        if new_name is not None and new_name != base[axis].get("name"):
+            base[axis] = {}
+    merged = deep_merge(base, extra)
     try:
         return Recipe.model_validate(merged)
     except ValidationError as e:

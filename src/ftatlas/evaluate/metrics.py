@@ -35,8 +35,10 @@ def normalized_match(prediction: str, reference: str) -> float:
 
 @METRICS.register("contains")
 def contains(prediction: str, reference: str) -> float:
-    """The normalised reference appears inside the normalised prediction."""
-    return float(normalize(reference) in normalize(prediction))
+    """The normalised reference appears inside the normalised prediction (an empty reference matches only
+    an empty prediction, so it cannot give free credit)."""
+    ref, pred = normalize(reference), normalize(prediction)
+    return float(ref in pred) if ref else float(not pred)
 
 
 @METRICS.register("token_f1")

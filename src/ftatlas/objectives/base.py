@@ -67,8 +67,8 @@ def training_arguments(ctx: TrainContext, has_eval: bool, **extra: Any) -> Train
         bf16=half is not None and str(half) == "torch.bfloat16",
         fp16=half is not None and str(half) == "torch.float16",
         use_cpu=ctx.device == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         logging_steps=t.log_every,
         eval_strategy="steps" if has_eval and t.eval_every else "no",
         eval_steps=t.eval_every or None,
@@ -78,7 +78,7 @@ def training_arguments(ctx: TrainContext, has_eval: bool, **extra: Any) -> Train
         report_to="none",
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
-        disable_tqdm=not ctx.progress,
+        disable_tqdm=True,  # our ProgressBar callback shows loss and tokens/s instead of printed dicts
         dataloader_num_workers=0,
         **extra,
     )

