@@ -436,3 +436,11 @@ def test_method_switch_override_keeps_a_fresh_block():
 def test_exponent_override_on_axis_param_is_a_float():
     r = build_recipe({**MINIMAL, "method": "lora"}, ["method.alpha=1e1"])
     assert r.method.params()["alpha"] == 10.0 and isinstance(r.method.params()["alpha"], float)
+
+
+def test_axis_and_field_errors_are_reported_together():
+    with pytest.raises(RecipeError) as exc:
+        build_recipe({**MINIMAL, "method": "lora"}, ["train.scheduler=zigzag", "method.rank=8"])
+    msg = str(exc.value)
+    assert "train.scheduler" in msg and "zigzag" in msg
+    assert "method.rank: unknown key; allowed: r, alpha" in msg

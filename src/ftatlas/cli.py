@@ -26,7 +26,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(methods_app, name="methods")
 app.add_typer(config_app, name="config")
 out = Console(width=None if sys.stdout.isatty() else 140)  # tables stay readable when piped to a file
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 # Library deprecation chatter (transformers/peft renames) is not actionable for a user of this CLI.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\.")
 
@@ -196,7 +196,8 @@ def methods_list() -> None:
 
     for name in METHODS:
         m = METHODS.get(name)
-        fields = ", ".join(f"{k}={v.default!r}" for k, v in m.Params.model_fields.items())
+        defaults = {k: v.get_default(call_default_factory=True) for k, v in m.Params.model_fields.items()}
+        fields = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
         out.print(f"[bold]{name}[/]: {m.summary}" + (f"\n    {fields}" if fields else ""), highlight=False)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ftatlas.registry import UnknownNameError
 
@@ -119,22 +119,24 @@ class Recipe(Strict):
     def _name_only(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v  # `method: lora` is short for `{name: lora}`
 
-    @model_validator(mode="after")
-    def _check_axes(self) -> Recipe:
+    @field_validator("method", "objective", mode="after")
+    @classmethod
+    def _check_axis(cls, spec: AxisSpec, info: ValidationInfo) -> AxisSpec:
+        """Step two: the name picks a registered module; the rest must fit that module's Params."""
         from ftatlas.methods import METHODS
         from ftatlas.objectives import OBJECTIVES
 
-        for axis, registry in (("method", METHODS), ("objective", OBJECTIVES)):
-            spec: AxisSpec = getattr(self, axis)
-            try:
-                entry = registry.get(spec.name)
-            except UnknownNameError as e:
-                raise ValueError(str(e)) from None
-            try:
-                entry.Params(**spec.params())
-            except ValidationError as e:
-                raise ValueError(f"{axis} {spec.name!r}: {format_errors(e, prefix=axis)}") from None
-        return self
+        axis = info.field_name
+        registry = METHODS if axis == "method" else OBJECTIVES
+        try:
+            entry = registry.get(spec.name)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None
+        try:
+            entry.Params(**spec.params())
+        except ValidationError as e:
+            raise ValueError(f"{axis} {spec.name!r}: {format_errors(e, prefix=axis, root=entry.Params)}") from None
+        return spec
 
     def method_params(self) -> BaseModel:
         from ftatlas.methods import METHODS
@@ -151,31 +153,31 @@ class RecipeError(ValueError):
     """A recipe that does not validate; the message lists each bad field path."""
 
 
-def format_errors(err: ValidationError, prefix: str = "") -> str:
+def format_errors(err: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> str:
     """One line per problem: ``train.scheduler: Input should be 'linear', 'cosine', ... (got 'foo')``."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e["loc"]))
         if e["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown key{_allowed_keys(e['loc'], prefix)}")
+            lines.append(f"{loc}: unknown key{_allowed_keys(e['loc'], root or Recipe)}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error") else ""
-            lines.append(f"{loc}: {msg}{got}" if loc else f"{msg}{got}")
+            named = not loc or msg.startswith(f"{loc} ")  # axis messages already start with their path
+            lines.append(f"{msg}{got}" if named else f"{loc}: {msg}{got}")
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: tuple, prefix: str) -> str:
-    """The keys allowed next to an unknown key, found by walking the recipe models along ``loc``."""
-    if prefix:
-        return ""  # axis params: the module's Params message is already specific
-    model: Any = Recipe
+def _allowed_keys(loc: tuple, root: type[BaseModel]) -> str:
+    """The keys allowed next to an unknown key, found by walking the models along ``loc``."""
+    model: Any = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         if field is None or not isinstance(field.annotation, type):
             return ""
         model = field.annotation
-    return f"; allowed: {', '.join(model.model_fields)}"
+    keys = [k for k in model.model_fields if k != "name"] if model is AxisSpec else list(model.model_fields)
+    return f"; allowed: {', '.join(keys)}"
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

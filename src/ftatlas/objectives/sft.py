@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer
+from transformers.trainer_callback import PrinterCallback
 
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
@@ -69,6 +70,7 @@ class SFT(Objective):
             processing_class=ctx.tokenizer,
             callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress)],
         )
+        trainer.remove_callback(PrinterCallback)  # our ProgressBar/MetricsLogger report instead of dict prints
         return trainer
 
     def stats(self) -> dict[str, EncodeStats]:
