@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ftatlas.methods.base import METHODS, Method, ParamCount, count_params
+from ftatlas.methods.base import METHODS, Method, ParamCount, PeftMethod, count_params, register
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name != "base":
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["METHODS", "Method", "ParamCount", "count_params"]
+__all__ = ["METHODS", "Method", "ParamCount", "PeftMethod", "count_params", "register"]

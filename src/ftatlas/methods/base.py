@@ -1,9 +1,15 @@
-"""What every method provides: a Params model and ``apply(model, params) -> model ready to train``."""
+"""What every method provides: a Params model and ``apply(model, params) -> model ready to train``.
+
+Optional hooks: ``load_options`` (extra ``from_pretrained`` kwargs, e.g. a 4-bit quantization config)
+and ``merge_note`` (why the method's result cannot be folded into the base weights; None = it can).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from peft import PeftConfig, get_peft_model
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
@@ -20,12 +26,46 @@ class Method:
     name: str = ""
     Params: type[BaseModel] = NoParams
     summary: str = ""
+    merge_note: str | None = None  # None: merge is possible (trivially so for methods that save model/)
+
+    def load_options(self, params: BaseModel, device: str) -> dict[str, Any]:
+        """Extra kwargs for ``from_pretrained`` when loading the base for this method."""
+        return {}
 
     def apply(self, model: nn.Module, params: BaseModel) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError
 
 
+class PeftMethod(Method):
+    """A method that is one peft config: subclasses implement ``peft_config``."""
+
+    def peft_config(self, params: Any, model: nn.Module) -> PeftConfig:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def apply(self, model: nn.Module, params: BaseModel) -> nn.Module:
+        config = self.peft_config(params, model)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as e:
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+            targets = getattr(config, "target_modules", None)
+            raise ValueError(
+                f"method {self.name!r} (target_modules={targets!r}): {e}. "
+                f"Linear module names in this model: {', '.join(names)}"
+            ) from None
+
+
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(name: str):
+    """``@register("lora")``: add the class to METHODS and record its name on it."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return deco
 
 
 @dataclass(frozen=True)
@@ -42,15 +82,19 @@ class ParamCount:
 
 
 def count_params(model: nn.Module) -> ParamCount:
-    """Counts each tensor once (tied embeddings are one tensor), adapters included in the total."""
+    """Counts each tensor once (tied embeddings are one tensor), adapters included in the total.
+
+    bitsandbytes 4-bit weights are stored packed two-per-byte; they count as their logical size.
+    """
     seen: set[int] = set()
     trainable = total = 0
     for p in model.parameters():
         if id(p) in seen:
             continue
         seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
+        n = p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
+        total += n
+        trainable += n if p.requires_grad else 0
     return ParamCount(trainable, total)
 
 

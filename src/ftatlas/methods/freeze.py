@@ -11,7 +11,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ftatlas.methods.base import METHODS, Method, decoder_layers
+from ftatlas.methods.base import Method, decoder_layers, register
 
 
 class FreezeParams(BaseModel):
@@ -23,7 +23,7 @@ class FreezeParams(BaseModel):
     modules: list[str] = Field(default_factory=list, description="also train params whose name matches a regex")
 
 
-@METHODS.register("freeze")
+@register("freeze")
 class Freeze(Method):
     summary = "only the top N blocks / chosen layers / head / norms train"
     Params = FreezeParams

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 from torch import nn
 
-from ftatlas.methods.base import METHODS, Method
+from ftatlas.methods.base import Method, register
 
 
-@METHODS.register("full")
+@register("full")
 class Full(Method):
     summary = "all weights train (most memory; best when data and compute are plentiful)"
 

@@ -1,14 +1,23 @@
-"""LoRA via peft: W x + (alpha/r) B A x on chosen linear layers; DoRA and rsLoRA as switches."""
+"""LoRA via peft: W x + (alpha/r) B A x on chosen linear layers.
+
+Variants are options of ``lora`` (one spelling, documented): ``use_dora`` (DoRA), ``use_rslora``
+(rsLoRA: alpha/sqrt(r)), and ``init`` for the start point: ``default`` (B = 0), ``gaussian``,
+``pissa`` (principal singular vectors; ``pissa_niter_N`` is the fast randomised SVD), ``olora``
+(QR-based), ``loftq`` (quantization-aware; peft runs it on CUDA/XPU only).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from peft import LoraConfig, get_peft_model
-from pydantic import BaseModel, ConfigDict, Field
+import torch
+from peft import LoftQConfig, LoraConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from ftatlas.methods.base import METHODS, Method
+from ftatlas.methods.base import PeftMethod, register
+
+INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 
 
 class LoraParams(BaseModel):
@@ -20,30 +29,44 @@ class LoraParams(BaseModel):
         "all-linear", description="module names to adapt, or all-linear (every linear but the LM head)")
     use_dora: bool = Field(False, description="DoRA: learn magnitude and direction separately")
     use_rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r), stabler at high rank")
+    init: str = Field("default", description="default | gaussian | pissa | pissa_niter_N | olora | loftq")
     bias: Literal["none", "all", "lora_only"] = Field("none", description="which biases also train")
 
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, v: str) -> str:
+        if v not in INITS and not (v.startswith("pissa_niter_") and v.removeprefix("pissa_niter_").isdigit()):
+            raise ValueError(f"unknown init {v!r}; allowed: {', '.join(INITS)}, pissa_niter_N")
+        return v
 
-@METHODS.register("lora")
-class Lora(Method):
-    summary = "low-rank adapters on linear layers (peft); small, fast, mergeable"
+
+def lora_config(params: LoraParams, model: nn.Module) -> LoraConfig:
+    init: bool | str = True if params.init == "default" else params.init
+    loftq = None
+    if params.init == "loftq":
+        device = next(model.parameters()).device.type
+        if device not in ("cuda", "xpu") or not torch.cuda.is_available():
+            raise ValueError("method.init=loftq: peft's LoftQ initialisation runs on CUDA/XPU only; "
+                             "on CPU use init=pissa (also SVD-based) or the default init")
+        loftq = LoftQConfig(loftq_bits=4, loftq_iter=1)
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=params.r,
+        lora_alpha=params.alpha,
+        lora_dropout=0.0 if params.init.startswith(("pissa", "olora")) else params.dropout,
+        target_modules=params.target_modules,
+        use_dora=params.use_dora,
+        use_rslora=params.use_rslora,
+        init_lora_weights=init,
+        loftq_config=loftq or {},
+        bias=params.bias,
+    )
+
+
+@register("lora")
+class Lora(PeftMethod):
+    summary = "low-rank adapters on linear layers (peft); DoRA/rsLoRA/PiSSA/OLoRA as options; mergeable"
     Params = LoraParams
 
-    def apply(self, model: nn.Module, params: LoraParams) -> nn.Module:
-        config = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=params.r,
-            lora_alpha=params.alpha,
-            lora_dropout=params.dropout,
-            target_modules=params.target_modules,
-            use_dora=params.use_dora,
-            use_rslora=params.use_rslora,
-            bias=params.bias,
-        )
-        try:
-            return get_peft_model(model, config)
-        except ValueError as e:
-            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-            raise ValueError(
-                f"method.target_modules={params.target_modules!r}: {e}. Linear module names in this model: "
-                f"{', '.join(names)}"
-            ) from None
+    def peft_config(self, params: LoraParams, model: nn.Module) -> LoraConfig:
+        return lora_config(params, model)
