@@ -16,6 +16,7 @@ from ftatlas.data.splits import Splits, load_splits
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
 from ftatlas.methods import METHODS, ParamCount, count_params
+from ftatlas.methods.qlora import memory_note
 from ftatlas.models import Loaded, load_model, require_chat_template, resolve_device, resolve_precision
 from ftatlas.models.device import Precision, torch_dtype
 from ftatlas.objectives import OBJECTIVES, TrainContext
@@ -54,9 +55,11 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     run.write_text("recipe.yaml", dump_recipe(recipe))
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
+    method = METHODS.get(recipe.method.name)()
+    options = method.load_options(recipe.method_params(), device)  # e.g. a 4-bit base for qlora
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_model(recipe.model.name, dtype=torch_dtype(recipe.model.dtype), device=device,
-                            template=recipe.model.template)
+                            template=recipe.model.template, **options)
     objective = OBJECTIVES.get(recipe.objective.name)
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
@@ -92,6 +95,9 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     """Apply the method, build the objective's trainer, train, save weights into the run dir."""
     r = session.recipe
     method = METHODS.get(r.method.name)()
+    if getattr(session.loaded.model, "is_loaded_in_4bit", False):
+        session.results["quantization"] = memory_note(session.loaded.model)
+        console.print(f"[bold]4-bit base[/] {session.results['quantization']}")
     model = method.apply(session.loaded.model, r.method_params())
     params = count_params(model)
     console.print(f"[bold]method[/] {r.method.name}: {params}")

@@ -70,6 +70,8 @@ def write_report(session: Session) -> None:
         f"- method: `{r.method.name}` {r.method.params() or ''}; objective: `{r.objective.name}`",
         f"- data: {session.splits.note}",
     ]
+    if "quantization" in session.results:
+        parts.append(f"- 4-bit base: {session.results['quantization']}")
     if fit is not None:
         d = fit.data_stats["train"]
         parts.append(f"- train tokens: {d['tokens']:,}, {d['loss_share']:.1%} carry loss, "

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -139,15 +140,20 @@ def load_model(
     dtype: torch.dtype | None = None,
     device: str = "cpu",
     template: str | None = None,
+    **load_options: Any,
 ) -> Loaded:
-    """Load model + tokenizer from any supported source onto ``device``."""
+    """Load model + tokenizer from any supported source onto ``device``.
+
+    ``load_options`` go to ``from_pretrained`` (a method's quantization config and device map).
+    """
     source = resolve_source(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **load_options)
         tokenizer = load_tokenizer(source, template)
     except OSError as e:
         raise ModelLoadError(f"could not load model {name!r} from {source!r}: {e}") from e
-    model.to(device)
+    if "device_map" not in load_options:  # quantized models are placed by their device map and refuse .to()
+        model.to(device)
     return Loaded(model, tokenizer, source)
 
 

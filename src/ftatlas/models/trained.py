@@ -20,7 +20,11 @@ def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe
         if weights == run.adapter_dir:
             from peft import PeftModel
 
-            base = load_model(recipe.model.name, device=dev, template=recipe.model.template)
+            from ftatlas.methods import METHODS
+
+            # the base is loaded as the method trained it (e.g. 4-bit for qlora)
+            options = METHODS.get(recipe.method.name)().load_options(recipe.method_params(), dev)
+            base = load_model(recipe.model.name, device=dev, template=recipe.model.template, **options)
             model = PeftModel.from_pretrained(base.model, str(weights)).to(dev)
             source = base.source
         else:
