@@ -152,6 +152,28 @@ def chat(
         out.print(f"assistant> {session.reply(line)}", highlight=False)
 
 
+@app.command()
+def merge(
+    run_dir: Annotated[str, typer.Argument(help="run directory with an adapter/")],
+    output: Annotated[Path | None, typer.Option("--out", help="where to write the merged model (default RUN/merged)")]
+    = None,
+) -> None:
+    """Fold the adapter into the base, re-score it against the adapter, save a plain transformers model."""
+    from ftatlas.export.merge import merge_run
+
+    try:
+        r = merge_run(run_dir, output)
+    except USER_ERRORS as e:
+        _fail(e)
+    verdict = "OK" if r.within_tolerance else "MISMATCH"
+    out.print(f"merged model: {r.out_dir}\nmax |logit diff| vs adapter on {r.prompts_checked} held-out prompts: "
+              f"{r.max_abs_logit_diff:.2e} ({verdict})", highlight=False)
+    if r.vs_trained_4bit is not None:
+        out.print(f"vs the 4-bit model it trained on: {r.vs_trained_4bit:.2e} (quantization error)", highlight=False)
+    if not r.within_tolerance:
+        raise typer.Exit(1)
+
+
 @data_app.command("inspect")
 def data_inspect(
     file: Annotated[str, typer.Argument(help="data file (.jsonl, .json, .txt)")],
@@ -199,6 +221,40 @@ def methods_list() -> None:
         defaults = {k: v.get_default(call_default_factory=True) for k, v in m.Params.model_fields.items()}
         fields = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
         out.print(f"[bold]{name}[/]: {m.summary}" + (f"\n    {fields}" if fields else ""), highlight=False)
+
+
+@methods_app.command("memory")
+def methods_memory(
+    model: Annotated[str, typer.Option(help="model (alias, dir, .gguf, hub id); only its config is read")]
+    = "smollm2-135m",
+    optimizer: Annotated[str, typer.Option(help="adamw, adamw_8bit or sgd")] = "adamw",
+) -> None:
+    """Weights / grads / optimizer memory of every method with default params (activations excluded)."""
+    from transformers import AutoConfig
+
+    from ftatlas.methods import METHODS
+    from ftatlas.methods.memory import estimate_memory
+    from ftatlas.models.loading import resolve_source
+    from ftatlas.report import rich_table
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_source(model))
+        rows = []
+        for name in METHODS:
+            try:
+                e = estimate_memory(config, name, optimizer=optimizer)
+            except ValueError as exc:  # e.g. bitfit on a bias-free model without add_bias
+                rows.append({"method": name, "trainable params": "-", "frozen": "-", "trainable": "-",
+                             "grads": "-", "optimizer": "-", "total": f"n/a: {str(exc)[:60]}"})
+                continue
+            g = e.as_gib()
+            rows.append({"method": name, "trainable params": f"{e.trainable_params:,}",
+                         **{k: f"{g[v]:.3f}" for k, v in (("frozen", "frozen"), ("trainable", "trainable"),
+                                                          ("grads", "grad"), ("optimizer", "optimizer"))},
+                         "total": f"{g['total']:.3f}"})
+    except USER_ERRORS as e:
+        _fail(e)
+    out.print(rich_table(rows, f"{model}: memory in GiB (weights + grads + {optimizer} states; no activations)"))
 
 
 @config_app.command("validate")

@@ -138,6 +138,14 @@ class Recipe(Strict):
             raise ValueError(f"{axis} {spec.name!r}: {format_errors(e, prefix=axis, root=entry.Params)}") from None
         return spec
 
+    @model_validator(mode="after")
+    def _cross_axis(self) -> Recipe:
+        """Combinations a method cannot support stop here, before any model loads."""
+        from ftatlas.methods import METHODS
+
+        METHODS.get(self.method.name)().check_recipe(self.method_params(), self)
+        return self
+
     def method_params(self) -> BaseModel:
         from ftatlas.methods import METHODS
 

@@ -32,6 +32,9 @@ class Method:
         """Extra kwargs for ``from_pretrained`` when loading the base for this method."""
         return {}
 
+    def check_recipe(self, params: BaseModel, recipe: Any) -> None:
+        """Cross-axis checks run when the recipe is validated, before anything loads (raise ValueError)."""
+
     def apply(self, model: nn.Module, params: BaseModel) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError
 
