@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def run_one(method: str, steps: int, n_eval: int, out: Path) -> dict:
+def run_one(method: str, steps: int, n_eval: int, out: Path, extra: list[str]) -> dict:
     """Train + evaluate one method in this process; return its row."""
     from ftatlas.pipeline import train
     from ftatlas.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "examples" / f"{method}.yaml", [
         f"train.max_steps={steps}", "train.batch_size=8", "train.log_every=5", f"eval.max_examples={n_eval}",
-        f"output.dir={out}", f"output.name={method}", "output.overwrite=true"])
+        f"output.dir={out}", f"output.name={method}", "output.overwrite=true", *extra])
     s = train(recipe, progress=False)
     fit, ev = s.results["fit"], s.results["after"]
     return {
@@ -64,11 +64,12 @@ def main() -> None:
                     "method plus the LoRA variants dora, rslora, pissa")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--eval", type=int, default=50, dest="n_eval")
+    ap.add_argument("--set", action="append", default=[], help="recipe override for every method, e.g. train.lr=1e-3")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run one method, print its JSON row
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("ROW " + json.dumps(run_one(args.one, args.steps, args.n_eval, Path(args.out))), flush=True)
+        print("ROW " + json.dumps(run_one(args.one, args.steps, args.n_eval, Path(args.out), args.set)), flush=True)
         return
     from ftatlas.methods import METHODS
 
@@ -79,7 +80,8 @@ def main() -> None:
         for m in methods:
             t0 = time.time()
             proc = subprocess.run([sys.executable, __file__, "--one", m, "--steps", str(args.steps), "--eval",
-                                   str(args.n_eval), "--out", out], capture_output=True, text=True)
+                                   str(args.n_eval), "--out", out, *(f"--set={x}" for x in args.set)],
+                                  capture_output=True, text=True)
             row = next((json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")), None)
             if row is None:
                 err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -88,9 +90,10 @@ def main() -> None:
             print(f"{m}: {json.dumps(row)} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     table = markdown(rows, args.steps, args.n_eval)
     print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "methods.md").write_text(table + "\n")
-    (RESULTS / "methods.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if not args.set:  # runs with ad-hoc overrides (sweeps) do not replace the recorded results
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "methods.md").write_text(table + "\n")
+        (RESULTS / "methods.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

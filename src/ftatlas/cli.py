@@ -244,8 +244,9 @@ def methods_memory(
             try:
                 e = estimate_memory(config, name, optimizer=optimizer)
             except ValueError as exc:  # e.g. bitfit on a bias-free model without add_bias
+                reason = str(exc).split(";")[0].removeprefix(f"method {name}: ")
                 rows.append({"method": name, "trainable params": "-", "frozen": "-", "trainable": "-",
-                             "grads": "-", "optimizer": "-", "total": f"n/a: {str(exc)[:60]}"})
+                             "grads": "-", "optimizer": "-", "total": f"n/a ({reason})"})
                 continue
             g = e.as_gib()
             rows.append({"method": name, "trainable params": f"{e.trainable_params:,}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,5 @@ def evaluate_target(
     if out is None:
         name = "eval.json" if data is None else f"eval-{Path(data).stem}.json"
         out = (run.path if run else Path.cwd()) / name
-    import json
-
     atomic_write(out, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result, out
