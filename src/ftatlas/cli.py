@@ -167,7 +167,7 @@ def merge(
         _fail(e)
     verdict = "OK" if r.within_tolerance else "MISMATCH"
     out.print(f"merged model: {r.out_dir}\nmax |logit diff| vs adapter on {r.prompts_checked} held-out prompts: "
-              f"{r.max_abs_logit_diff:.2e} ({verdict})", highlight=False)
+              f"{r.max_abs_logit_diff:.2e} with logits up to {r.max_abs_logit:.1f} ({verdict})", highlight=False)
     if r.vs_trained_4bit is not None:
         out.print(f"vs the 4-bit model it trained on: {r.vs_trained_4bit:.2e} (quantization error)", highlight=False)
     if not r.within_tolerance:
