@@ -54,7 +54,8 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, n_prompts: int
         raise ValueError(f"method {recipe.method.name!r} already saved a full model at {weights}; "
                          "load it with AutoModelForCausalLM.from_pretrained — there is nothing to merge")
     tok = load_tokenizer(str(weights))
-    rows = load_splits(recipe.data).eval[:n_prompts] or load_splits(recipe.data).train[:n_prompts]
+    splits = load_splits(recipe.data)
+    rows = (splits.eval or splits.train)[:n_prompts]
     texts = [render_prompt(tok, r.prompt_and_reference()[0]) for r in rows]
     tok.padding_side = "left"
     batch = dict(tok(texts, return_tensors="pt", padding=True, add_special_tokens=False))
