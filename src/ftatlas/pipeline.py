@@ -17,8 +17,9 @@ from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
 from ftatlas.methods import METHODS, ParamCount, count_params
 from ftatlas.methods.qlora import memory_note
-from ftatlas.models import Loaded, load_model, require_chat_template, resolve_device, resolve_precision
-from ftatlas.models.device import Precision, torch_dtype
+from ftatlas.models import Loaded, require_chat_template, resolve_device, resolve_precision
+from ftatlas.models.device import Precision
+from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import OBJECTIVES, TrainContext
 from ftatlas.recipe import Recipe, dump_recipe
 from ftatlas.report import write_report
@@ -55,11 +56,8 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     run.write_text("recipe.yaml", dump_recipe(recipe))
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
-    method = METHODS.get(recipe.method.name)()
-    options = method.load_options(recipe.method_params(), device)  # e.g. a 4-bit base for qlora
     with console.status(f"loading {recipe.model.name} ..."):
-        loaded = load_model(recipe.model.name, dtype=torch_dtype(recipe.model.dtype), device=device,
-                            template=recipe.model.template, **options)
+        loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     objective = OBJECTIVES.get(recipe.objective.name)
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")

@@ -20,6 +20,7 @@ from ftatlas.data.splits import load_splits
 from ftatlas.data.templating import render_prompt
 from ftatlas.methods import METHODS
 from ftatlas.models.loading import load_model, load_tokenizer
+from ftatlas.models.trained import load_recipe_base
 from ftatlas.recipe import load_recipe
 from ftatlas.runs import RunDir
 
@@ -68,8 +69,7 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, n_prompts: int
 
     vs_4bit = None
     if recipe.method.name == "qlora":
-        options = method.load_options(recipe.method_params(), "cpu")
-        q = load_model(recipe.model.name, template=recipe.model.template, **options)
+        q = load_recipe_base(recipe, "cpu")
         q_adapted = PeftModel.from_pretrained(q.model, str(weights)).eval()
         vs_4bit = (before - _logits(q_adapted, batch)).abs().max().item()
 

@@ -84,17 +84,24 @@ class ParamCount:
         return f"trainable params: {self.trainable:,} / {self.total:,} ({self.share:.3%})"
 
 
+def unique_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) with each tensor once: tied embeddings are one tensor."""
+    seen: set[int] = set()
+    out = []
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append((name, p))
+    return out
+
+
 def count_params(model: nn.Module) -> ParamCount:
-    """Counts each tensor once (tied embeddings are one tensor), adapters included in the total.
+    """Counts each tensor once, adapters included in the total.
 
     bitsandbytes 4-bit weights are stored packed two-per-byte; they count as their logical size.
     """
-    seen: set[int] = set()
     trainable = total = 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
+    for _name, p in unique_parameters(model):
         n = p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
         total += n
         trainable += n if p.requires_grad else 0

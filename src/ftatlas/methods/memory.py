@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from ftatlas.methods.base import METHODS
+from ftatlas.methods.base import METHODS, unique_parameters
 
 OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw_8bit": 2, "sgd": 0}
 NF4_BLOCK = 64  # bitsandbytes 4-bit block size: one absmax per 64 weights
@@ -56,16 +56,6 @@ def _meta_safe(params: BaseModel) -> BaseModel:
     return params
 
 
-def _unique_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    seen: set[int] = set()
-    out = []
-    for name, p in model.named_parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            out.append((name, p))
-    return out
-
-
 def _is_quantized_linear(name: str, model: nn.Module) -> bool:
     """bitsandbytes quantizes every nn.Linear weight except the output head."""
     module_name = name.rsplit(".", 1)[0]
@@ -95,15 +85,14 @@ def estimate_memory(
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     quantized = method == "qlora"
-    if quantized:  # the adapter math is LoRA's; the 4-bit storage is accounted for below
-        model = METHODS.get("lora")().apply(model, METHODS.get("lora").Params(**_meta_safe(p).model_dump(
-            include=set(METHODS.get("lora").Params.model_fields))))
-    else:
-        model = entry().apply(model, _meta_safe(p))
+    # qlora's adapter math is LoRA's (its Params are LoRA's plus quantization fields); a meta model cannot
+    # be quantized, so the 4-bit storage is accounted for below instead.
+    adapter = METHODS.get("lora")() if quantized else entry()
+    model = adapter.apply(model, _meta_safe(p))
     q_bytes = four_bit_bytes_per_param(getattr(p, "double_quant", True))
     trainable = frozen = 0
     frozen_bytes = 0.0
-    for name, t in _unique_params(model):
+    for name, t in unique_parameters(model):
         n = t.numel()
         if t.requires_grad:
             trainable += n

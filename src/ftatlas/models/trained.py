@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftatlas.models.device import resolve_device
+from ftatlas.models.device import resolve_device, torch_dtype
 from ftatlas.models.loading import Loaded, load_model, load_tokenizer
 from ftatlas.recipe import Recipe, load_recipe
 from ftatlas.runs import RunDir
+
+
+def load_recipe_base(recipe: Recipe, device: str) -> Loaded:
+    """The recipe's base model, loaded as its method trains it (e.g. 4-bit for qlora), with its dtype/template."""
+    from ftatlas.methods import METHODS
+
+    options = METHODS.get(recipe.method.name)().load_options(recipe.method_params(), device)
+    return load_model(recipe.model.name, dtype=torch_dtype(recipe.model.dtype), device=device,
+                      template=recipe.model.template, **options)
 
 
 def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe | None, RunDir | None]:
@@ -20,11 +29,7 @@ def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe
         if weights == run.adapter_dir:
             from peft import PeftModel
 
-            from ftatlas.methods import METHODS
-
-            # the base is loaded as the method trained it (e.g. 4-bit for qlora)
-            options = METHODS.get(recipe.method.name)().load_options(recipe.method_params(), dev)
-            base = load_model(recipe.model.name, device=dev, template=recipe.model.template, **options)
+            base = load_recipe_base(recipe, dev)
             model = PeftModel.from_pretrained(base.model, str(weights)).to(dev)
             source = base.source
         else:
