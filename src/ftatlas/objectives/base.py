@@ -39,6 +39,9 @@ class Objective:
     Params: type[BaseModel] = NoParams
     summary: str = ""
     needs_chat_template: bool = True
+    # What rows it trains on: "conversations" (SFT-style), "prompts" (prompt-only rows with optional
+    # reference columns, for objectives that generate and score), "preference" (chosen/rejected pairs).
+    data_kind: str = "conversations"
 
     def build(self, ctx: TrainContext) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
