@@ -2,7 +2,8 @@
 
 ``contacts``: pull a person's name, age and city out of a sentence and answer with one JSON object
 in a fixed key order. Base SmolLM2-135M-Instruct rarely answers in exactly that shape; a LoRA on a
-few hundred examples learns it (measured numbers in the README).
+few hundred examples learns it (measured numbers in the README). As preference pairs
+(:func:`contact_pairs`) the correct JSON is chosen and a plausible wrong one (a field off or missing) rejected.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import random
 from collections.abc import Callable
 
+from ftatlas.data.preference import PreferencePair
 from ftatlas.data.records import Conversation, Message
 
 FIRST = [
@@ -74,6 +76,35 @@ def contacts(split: str, n: int | None = None) -> list[Conversation]:
     return out[:n] if n is not None else out
 
 
+def _wrong(record: dict, rng: random.Random) -> dict:
+    """A plausible wrong extraction: one field off (age, city, surname) or one field missing."""
+    wrong = dict(record)
+    kind = rng.randrange(4)
+    if kind == 0:
+        wrong["age"] = record["age"] + rng.choice([-1, 1]) * rng.randint(1, 9)
+    elif kind == 1:
+        wrong["city"] = rng.choice([c for c in CITIES if c != record["city"]])
+    elif kind == 2:
+        first, last = record["name"].split(" ", 1)
+        wrong["name"] = f"{first} {rng.choice([s for s in LAST if s != last])}"
+    else:
+        del wrong[rng.choice(["name", "age", "city"])]
+    return wrong
+
+
+def contact_pairs(split: str, n: int | None = None) -> list[PreferencePair]:
+    """The ``contacts`` rows as preference pairs: the correct JSON chosen, a plausible wrong one rejected."""
+    rng = random.Random(f"contacts-pairs-{split}")
+    pairs = []
+    for conv in contacts(split, n):
+        prompt, answer = conv.prompt_and_reference()
+        rejected = json.dumps(_wrong(json.loads(answer), rng))
+        pairs.append(PreferencePair(prompt, answer, rejected, source=f"builtin:contacts-pairs/{split}", line=conv.line))
+    return pairs
+
+
 BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts}
+# Preference-pair form of a built-in task, for dpo/orpo/kto/simpo/reward objectives.
+PREFERENCE_BUILTINS: dict[str, Callable[..., list[PreferencePair]]] = {"contacts": contact_pairs}
 # Metric each built-in task is scored with by default.
 BUILTIN_METRICS: dict[str, list[str]] = {"contacts": ["json_match", "exact_match"]}
