@@ -48,7 +48,8 @@ class Session:
 
 def prepare(recipe: Recipe, progress: bool = True) -> Session:
     """Validate everything cheap first (data, names), then create the run dir and load the model."""
-    splits = load_splits(recipe.data)
+    objective = OBJECTIVES.get(recipe.objective.name)
+    splits = load_splits(recipe.data, objective.data_kind)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
     run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
@@ -58,7 +59,6 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
-    objective = OBJECTIVES.get(recipe.objective.name)
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
     console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}")
@@ -103,8 +103,10 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     trainer = objective.build(TrainContext(r, model, session.loaded.tokenizer, session.splits.train,
                                            session.splits.eval, session.run, session.device,
                                            session.precision, session.progress))
-    data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in objective.stats().items()}
-    console.print(f"[bold]train data[/] {objective.stats()['train'].summary()}")
+    stats = objective.stats()  # objectives that template a fixed dataset report its token/loss shares
+    data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in stats.items()}
+    if "train" in stats:
+        console.print(f"[bold]train data[/] {stats['train'].summary()}")
     with Measure(session.device) as m:
         out = trainer.train(resume_from_checkpoint=resume or None)
     if trainer.eval_dataset is not None:

@@ -72,7 +72,7 @@ def write_report(session: Session) -> None:
     ]
     if "quantization" in session.results:
         parts.append(f"- 4-bit base: {session.results['quantization']}")
-    if fit is not None:
+    if fit is not None and "train" in fit.data_stats:
         d = fit.data_stats["train"]
         parts.append(f"- train tokens: {d['tokens']:,}, {d['loss_share']:.1%} carry loss, "
                      f"{d['truncated']} rows truncated, final train loss {fit.train_loss:.4f}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ftatlas.data.preference import PreferencePair
 from ftatlas.data.records import Conversation, Message
+from ftatlas.data.verifiable import ages
 
 FIRST = [
     "Ana", "Bruno", "Chen", "Dara", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lena",
@@ -103,8 +104,9 @@ def contact_pairs(split: str, n: int | None = None) -> list[PreferencePair]:
     return pairs
 
 
-BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts}
+BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts, "ages": ages}
 # Preference-pair form of a built-in task, for dpo/orpo/kto/simpo/reward objectives.
 PREFERENCE_BUILTINS: dict[str, Callable[..., list[PreferencePair]]] = {"contacts": contact_pairs}
 # Metric each built-in task is scored with by default.
-BUILTIN_METRICS: dict[str, list[str]] = {"contacts": ["json_match", "exact_match"]}
+BUILTIN_METRICS: dict[str, list[str]] = {"contacts": ["json_match", "exact_match"],
+                                         "ages": ["exact_match", "contains"]}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ftatlas.data.builtin import BUILTIN_METRICS, BUILTINS
+from ftatlas.data.builtin import BUILTIN_METRICS, BUILTINS, PREFERENCE_BUILTINS
 from ftatlas.data.errors import DataError
+from ftatlas.data.preference import read_preference_file, read_unpaired_file, to_unpaired
+from ftatlas.data.prompts import from_conversation, read_prompts
 from ftatlas.data.readers import read_file
 from ftatlas.data.records import Conversation
 from ftatlas.recipe import DataSpec
@@ -14,28 +16,56 @@ from ftatlas.recipe import DataSpec
 
 @dataclass
 class Splits:
-    train: list[Conversation]
+    train: list[Conversation]  # or PreferencePair / UnpairedExample / PromptRow, per Objective.data_kind
     eval: list[Conversation]
     default_metrics: list[str]
     note: str  # where each split came from, for the report
 
 
-def load_builtin(name: str, split: str) -> list[Conversation]:
+def load_builtin(name: str, split: str, kind: str = "conversations") -> list:
     if name not in BUILTINS:
         known = ", ".join(BUILTINS)
         raise DataError(f"builtin:{name}", None, "data.builtin", f"unknown built-in dataset; known: {known}")
-    return BUILTINS[name](split)
+    if kind in ("preference", "unpaired"):
+        return _builtin_pairs(name, split, kind)
+    if kind == "text":
+        raise DataError(f"builtin:{name}", None, "data.builtin", "built-in datasets are conversations; plain-text "
+                                                                 "objectives (pretrain) read data.train (.txt/.jsonl)")
+    rows = BUILTINS[name](split)
+    return [from_conversation(r) for r in rows] if kind == "prompts" else rows
 
 
-def load_splits(spec: DataSpec) -> Splits:
+def _builtin_pairs(name: str, split: str, kind: str) -> list:
+    if name not in PREFERENCE_BUILTINS:
+        raise DataError(f"builtin:{name}", None, "data.builtin",
+                        f"built-in {name!r} has no preference pairs; with pairs: {', '.join(PREFERENCE_BUILTINS)}")
+    pairs = PREFERENCE_BUILTINS[name](split)
+    return to_unpaired(pairs) if kind == "unpaired" else pairs
+
+
+def _read(spec: DataSpec, path: str, kind: str) -> list:
+    if kind in ("preference", "unpaired"):
+        return (read_preference_file if kind == "preference" else read_unpaired_file)(path, spec.format)
+    if kind == "prompts":
+        return read_prompts(path)
+    rows = read_file(path, spec.format)
+    for r in rows if kind == "text" else []:
+        if not r.is_text:
+            raise DataError(path, r.line, None, "this objective trains on plain text (.txt paragraphs or "
+                                                '{"text": ...} rows); this row is a conversation')
+    return rows
+
+
+def load_splits(spec: DataSpec, kind: str = "conversations") -> Splits:
+    """Train and held-out rows of the recipe's data, as the objective's ``data_kind`` needs them."""
     if spec.builtin is not None:
-        train, held = load_builtin(spec.builtin, "train"), load_builtin(spec.builtin, "eval")
+        train, held = load_builtin(spec.builtin, "train", kind), load_builtin(spec.builtin, "eval", kind)
         note = f"built-in {spec.builtin}: {len(train)} train / {len(held)} held-out rows"
         metrics = BUILTIN_METRICS[spec.builtin]
     else:
-        train = read_file(spec.train, spec.format)
+        train = _read(spec, spec.train, kind)
         if spec.eval is not None:
-            held = read_file(spec.eval, spec.format)
+            held = _read(spec, spec.eval, kind)
             note = f"{spec.train}: {len(train)} train rows; {spec.eval}: {len(held)} held-out rows"
         else:
             train, held = _split(train, spec.eval_split, spec.seed)

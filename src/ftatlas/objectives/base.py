@@ -40,21 +40,31 @@ class Objective:
     summary: str = ""
     needs_chat_template: bool = True
     # What rows it trains on: "conversations" (SFT-style), "prompts" (prompt-only rows with optional
-    # reference columns, for objectives that generate and score), "preference" (chosen/rejected pairs).
+    # reference columns, for objectives that generate and score), "preference" (chosen/rejected pairs),
+    # "unpaired" (KTO: prompt, completion, label), "text" (plain text, e.g. continued pretraining).
     data_kind: str = "conversations"
 
     def build(self, ctx: TrainContext) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def check_recipe(self, params: BaseModel, recipe: Recipe) -> None:
+        """Cross-axis checks run when the recipe is validated, before anything loads (raise ValueError)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Per-split templating stats (EncodeStats) after build; {} for objectives that generate their data."""
+        return {}
+
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
-def training_arguments(ctx: TrainContext, has_eval: bool, **extra: Any) -> TrainingArguments:
-    """Map the recipe's ``train`` block onto transformers' TrainingArguments (shared by objectives)."""
+def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[TrainingArguments] = TrainingArguments,
+                       **extra: Any) -> TrainingArguments:
+    """Map the recipe's ``train`` block onto TrainingArguments, or a subclass such as TRL's DPOConfig
+    (``args_class``; ``extra`` carries its own fields), so every objective trains under the same settings."""
     t = ctx.recipe.train
     half = ctx.precision.autocast
-    return TrainingArguments(
+    return args_class(
         output_dir=str(ctx.run.checkpoints_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
