@@ -43,9 +43,19 @@ class Objective:
     # reference columns, for objectives that generate and score), "preference" (chosen/rejected pairs),
     # "unpaired" (KTO: prompt, completion, label), "text" (plain text, e.g. continued pretraining).
     data_kind: str = "conversations"
+    head: str = "causal_lm"  # or "reward": the base is loaded with a one-output classification head
 
     def build(self, ctx: TrainContext) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def eval_rows(self, rows: list[Any]) -> list[Any]:
+        """The held-out rows generation is scored on (each has ``prompt_and_reference()``)."""
+        return rows
+
+    def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, rows: list[Any], recipe: Recipe,
+                 progress: bool = True) -> dict | None:
+        """The objective's own held-out evaluation (eval.json body); None = generate and score (the default)."""
+        return None
 
     def check_recipe(self, params: BaseModel, recipe: Recipe) -> None:
         """Cross-axis checks run when the recipe is validated, before anything loads (raise ValueError)."""
@@ -61,10 +71,11 @@ OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[TrainingArguments] = TrainingArguments,
                        **extra: Any) -> TrainingArguments:
     """Map the recipe's ``train`` block onto TrainingArguments, or a subclass such as TRL's DPOConfig
-    (``args_class``; ``extra`` carries its own fields), so every objective trains under the same settings."""
+    (``args_class``; ``extra`` carries its own fields and may override these), so every objective trains
+    under the same settings."""
     t = ctx.recipe.train
     half = ctx.precision.autocast
-    return args_class(
+    fields: dict[str, Any] = dict(
         output_dir=str(ctx.run.checkpoints_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -93,5 +104,5 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # our ProgressBar callback shows loss and tokens/s instead of printed dicts
         dataloader_num_workers=0,
-        **extra,
     )
+    return args_class(**(fields | extra))

@@ -1,9 +1,10 @@
-"""Trainer callbacks: one metrics.jsonl line per logged step (step, loss, lr, tokens/s)."""
+"""Trainer callbacks: one metrics.jsonl line per logged step (step, loss, lr, tokens/s); NaN/inf loss stops."""
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -11,9 +12,31 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from ftatlas.runs import RunDir
 
 
+class TrainingDiverged(ValueError):
+    """The loss became NaN/inf: the run stops there; checkpoints saved before stay, no final weights are saved."""
+
+
+def last_checkpoint(run: RunDir) -> Path | None:
+    """The newest ``checkpoints/checkpoint-N`` of a run, if any."""
+    ckpts = [p for p in run.checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def diverged(run: RunDir, step: int, loss: float) -> TrainingDiverged:
+    """Log the failure into metrics.jsonl and build the error that names the step and the last good checkpoint."""
+    ckpt = last_checkpoint(run)
+    kept = f"last good checkpoint kept: {ckpt}" if ckpt else "no checkpoint to fall back to (set train.save_every)"
+    msg = f"non-finite loss ({loss}) at step {step}; training stopped, final weights not saved; {kept}"
+    run.log_metrics({"step": step, "loss": loss, "error": msg})
+    return TrainingDiverged(msg)
+
+
 class MetricsLogger(TrainerCallback):
-    def __init__(self, run: RunDir) -> None:
+    """Writes metrics.jsonl; ``extra`` names logged keys (or key prefixes) kept besides loss/lr/eval_*."""
+
+    def __init__(self, run: RunDir, extra: tuple[str, ...] = ()) -> None:
         self.run = run
+        self.extra = extra
         self._t = time.perf_counter()
         self._tokens = 0
 
@@ -32,9 +55,8 @@ class MetricsLogger(TrainerCallback):
                        tokens_per_s=round((seen - self._tokens) / max(now - self._t, 1e-9), 1))
             self._t, self._tokens = now, seen
             if not math.isfinite(float(logs["loss"])):
-                control.should_training_stop = True
-                row["error"] = f"non-finite loss at step {state.global_step}; training stopped"
-        row.update({k: v for k, v in logs.items() if k.startswith("eval_")})
+                raise diverged(self.run, state.global_step, float(logs["loss"]))
+        row.update({k: v for k, v in logs.items() if k.startswith(("eval_", *self.extra))})
         if len(row) > 2:
             self.run.log_metrics(row)
 
