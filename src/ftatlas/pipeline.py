@@ -43,7 +43,8 @@ class Session:
 
     @property
     def metrics(self) -> list[str]:
-        return self.recipe.eval.metrics or self.splits.default_metrics
+        own = OBJECTIVES.get(self.recipe.objective.name).eval_metrics  # e.g. a reward model's pairwise accuracy
+        return own or self.recipe.eval.metrics or self.splits.default_metrics
 
 
 def prepare(recipe: Recipe, progress: bool = True) -> Session:
@@ -66,9 +67,18 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
 
 
 def evaluate(session: Session, model: torch.nn.Module | None = None, desc: str = "evaluating") -> dict:
-    """Generate on the held-out split and score; records wall time and peak memory."""
+    """Generate on the held-out split and score (or the objective's own evaluation, e.g. a reward model's
+    pairwise accuracy); records wall time and peak memory."""
+    objective = OBJECTIVES.get(session.recipe.objective.name)()
     with Measure(session.device) as m:
-        result = evaluate_rows(model or session.loaded.model, session.loaded.tokenizer, session.splits.eval,
+        own = objective.evaluate(model or session.loaded.model, session.loaded.tokenizer, session.splits.eval,
+                                 session.recipe, progress=session.progress)
+    if own is not None:
+        own["peak_memory_bytes"] = m.stats.peak_bytes
+        return own
+    with Measure(session.device) as m:
+        result = evaluate_rows(model or session.loaded.model, session.loaded.tokenizer,
+                               objective.eval_rows(session.splits.eval),
                                session.recipe.eval, session.metrics, autocast=session.precision.autocast,
                                progress=session.progress, desc=desc)
     result["peak_memory_bytes"] = m.stats.peak_bytes

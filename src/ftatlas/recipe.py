@@ -33,7 +33,8 @@ class DataSpec(Strict):
     builtin: str | None = Field(None, description="built-in dataset name (e.g. contacts); replaces train/eval")
     train: str | None = Field(None, description="training file (.jsonl, .json, .txt)")
     eval: str | None = Field(None, description="held-out file; if absent, eval_split of train is held out")
-    format: Literal["auto", "alpaca", "sharegpt", "messages", "text"] = Field("auto", description="row format")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "text", "trl", "kto"] = Field(
+        "auto", description="row format; trl/kto (and alpaca/sharegpt pairs) for preference objectives")
     eval_split: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of train held out when eval is absent")
     max_length: int = Field(1024, ge=8, description="tokens per example; longer rows are truncated (counted)")
     train_on: Literal["assistant", "all", "last_assistant"] = Field(
@@ -140,10 +141,12 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _cross_axis(self) -> Recipe:
-        """Combinations a method cannot support stop here, before any model loads."""
+        """Combinations a method or objective cannot support stop here, before any model loads."""
         from ftatlas.methods import METHODS
+        from ftatlas.objectives import OBJECTIVES
 
         METHODS.get(self.method.name)().check_recipe(self.method_params(), self)
+        OBJECTIVES.get(self.objective.name)().check_recipe(self.objective_params(), self)
         return self
 
     def method_params(self) -> BaseModel:

@@ -79,6 +79,10 @@ class PreferencePair:
                 "chosen": [{"role": "assistant", "content": self.chosen}],
                 "rejected": [{"role": "assistant", "content": self.rejected}]}
 
+    def prompt_and_reference(self) -> tuple[list[Message], str]:
+        """For generation eval: the prompt, and ``chosen`` as the reference answer."""
+        return self.conversation().prompt_and_reference()
+
     def conversation(self, which: str = "chosen") -> Conversation:
         """The prompt followed by one answer, e.g. to generate against ``chosen`` as the reference."""
         answer = self.chosen if which == "chosen" else self.rejected
@@ -107,6 +111,10 @@ class UnpairedExample:
             return {"prompt": self.prompt_text, "completion": self.completion, "label": self.label}
         return {"prompt": _messages_json(self.prompt),
                 "completion": [{"role": "assistant", "content": self.completion}], "label": self.label}
+
+    def prompt_and_reference(self) -> tuple[list[Message], str]:
+        """For generation eval of desirable examples: the prompt and the completion."""
+        return self.conversation().prompt_and_reference()
 
     def conversation(self) -> Conversation:
         if self.is_text:

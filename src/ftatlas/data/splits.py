@@ -44,11 +44,16 @@ def _builtin_pairs(name: str, split: str, kind: str) -> list:
 
 
 def _read(spec: DataSpec, path: str, kind: str) -> list:
+    return read_rows(path, spec.format, kind)
+
+
+def read_rows(path: str, format: str, kind: str = "conversations") -> list:
+    """A data file read as the rows an objective of ``kind`` (``Objective.data_kind``) trains on."""
     if kind in ("preference", "unpaired"):
-        return (read_preference_file if kind == "preference" else read_unpaired_file)(path, spec.format)
+        return (read_preference_file if kind == "preference" else read_unpaired_file)(path, format)
     if kind == "prompts":
         return read_prompts(path)
-    rows = read_file(path, spec.format)
+    rows = read_file(path, format)
     for r in rows if kind == "text" else []:
         if not r.is_text:
             raise DataError(path, r.line, None, "this objective trains on plain text (.txt paragraphs or "

@@ -19,6 +19,35 @@ from ftatlas.runs import atomic_write
 FALLBACK_METRICS = ["exact_match", "token_f1"]
 
 
+def objective_evaluation(target: str, data: str | None, max_examples: int | None,
+                         out: Path | None) -> tuple[dict[str, Any], Path] | None:
+    """A run whose objective has its own evaluation (``Objective.eval_metrics``): its held-out split, or
+    ``data`` read as that objective's rows. None for every other target."""
+    from ftatlas.data.splits import read_rows
+    from ftatlas.objectives import OBJECTIVES
+    from ftatlas.recipe import load_recipe
+
+    if not (Path(target) / "recipe.yaml").is_file():
+        return None
+    objective = OBJECTIVES.get(load_recipe(Path(target) / "recipe.yaml").objective.name)
+    if not objective.eval_metrics:
+        return None
+    kind = objective.data_kind
+    rows = read_rows(data, "auto", kind) if data is not None else None
+    loaded, recipe, run = load_run_or_model(target)
+    if rows is None:
+        rows = load_splits(recipe.data, kind).eval
+    rows = rows[:max_examples] if max_examples else rows
+    device = next(loaded.model.parameters()).device.type
+    with Measure(device) as meas:
+        result = objective().evaluate(loaded.model, loaded.tokenizer, rows, recipe)
+    result["peak_memory_bytes"] = meas.stats.peak_bytes
+    result["target"], result["data"] = target, data or "run held-out split"
+    out = out or run.path / ("eval.json" if data is None else f"eval-{Path(data).stem}.json")
+    atomic_write(out, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result, out
+
+
 def evaluate_target(
     target: str,
     data: str | None,
@@ -30,6 +59,11 @@ def evaluate_target(
     out: Path | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], Path]:
+    """Generate and score. Runs whose objective evaluates itself (a reward model: pairwise accuracy) are
+    scored that way."""
+    own = objective_evaluation(target, data, max_examples, out)
+    if own is not None:
+        return own
     for m in metrics or []:
         METRICS.get(m)  # unknown names fail before the model loads
     if data is not None:

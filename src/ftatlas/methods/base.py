@@ -47,6 +47,8 @@ class PeftMethod(Method):
 
     def apply(self, model: nn.Module, params: BaseModel) -> nn.Module:
         config = self.peft_config(params, model)
+        if getattr(model.config, "num_labels", None) == 1 and "ForSequenceClassification" in type(model).__name__:
+            config.task_type = "SEQ_CLS"  # a reward model: peft then also trains and saves the new `score` head
         try:
             return get_peft_model(model, config)
         except ValueError as e:

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from ftatlas.models.templates import NAMED_TEMPLATES
 
@@ -140,16 +146,24 @@ def load_model(
     dtype: torch.dtype | None = None,
     device: str = "cpu",
     template: str | None = None,
+    head: str = "causal_lm",
     **load_options: Any,
 ) -> Loaded:
     """Load model + tokenizer from any supported source onto ``device``.
 
+    ``head``: ``causal_lm`` (the LM head) or ``reward`` (a one-output sequence-classification head on the
+    same body, new weights unless the source already is a reward model; reads the last non-pad token).
     ``load_options`` go to ``from_pretrained`` (a method's quantization config and device map).
     """
     source = resolve_source(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **load_options)
         tokenizer = load_tokenizer(source, template)
+        if head == "reward":
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, dtype=dtype or torch.float32, num_labels=1, **load_options)
+            model.config.pad_token_id = tokenizer.pad_token_id  # where the score is read depends on it
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **load_options)
     except OSError as e:
         raise ModelLoadError(f"could not load model {name!r} from {source!r}: {e}") from e
     if "device_map" not in load_options:  # quantized models are placed by their device map and refuse .to()

@@ -13,10 +13,11 @@ from ftatlas.runs import RunDir
 def load_recipe_base(recipe: Recipe, device: str) -> Loaded:
     """The recipe's base model, loaded as its method trains it (e.g. 4-bit for qlora), with its dtype/template."""
     from ftatlas.methods import METHODS
+    from ftatlas.objectives import OBJECTIVES
 
     options = METHODS.get(recipe.method.name)().load_options(recipe.method_params(), device)
     return load_model(recipe.model.name, dtype=torch_dtype(recipe.model.dtype), device=device,
-                      template=recipe.model.template, **options)
+                      template=recipe.model.template, head=OBJECTIVES.get(recipe.objective.name).head, **options)
 
 
 def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe | None, RunDir | None]:
@@ -33,7 +34,9 @@ def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe
             model = PeftModel.from_pretrained(base.model, str(weights)).to(dev)
             source = base.source
         else:
-            loaded = load_model(str(weights), device=dev)
+            from ftatlas.objectives import OBJECTIVES
+
+            loaded = load_model(str(weights), device=dev, head=OBJECTIVES.get(recipe.objective.name).head)
             model, source = loaded.model, loaded.source
         # The tokenizer saved beside the weights carries the template the run trained with.
         return Loaded(model.eval(), load_tokenizer(str(weights)), source), recipe, run

@@ -44,6 +44,7 @@ class Objective:
     # "unpaired" (KTO: prompt, completion, label), "text" (plain text, e.g. continued pretraining).
     data_kind: str = "conversations"
     head: str = "causal_lm"  # or "reward": the base is loaded with a one-output classification head
+    eval_metrics: list[str] | None = None  # metrics its own ``evaluate`` reports (None: generation metrics)
 
     def build(self, ctx: TrainContext) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
