@@ -110,7 +110,7 @@ def test_unknown_top_level_key_lists_allowed():
     msg = build_error({**MINIMAL, "trian": {}})
     assert "recipe: invalid recipe" in msg
     assert "trian: unknown key" in msg
-    assert "allowed: model, data, method, objective, train, eval, output" in msg
+    assert "allowed: model, data, method, objective, context, train, eval, output" in msg
 
 
 def test_unknown_nested_key_names_dotted_path_and_fields():

@@ -25,6 +25,9 @@ config_app = typer.Typer(help="Recipes: validate and show the schema.", no_args_
 app.add_typer(data_app, name="data")
 app.add_typer(methods_app, name="methods")
 app.add_typer(config_app, name="config")
+rag_app = typer.Typer(help="Retrieval-augmented generation: build, query and score a document index.",
+                      no_args_is_help=True)
+app.add_typer(rag_app, name="rag")
 out = Console(width=None if sys.stdout.isatty() else 140)  # tables stay readable when piped to a file
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 # Library deprecation chatter (transformers/peft renames) is not actionable for a user of this CLI.
@@ -56,6 +59,11 @@ TopP = Annotated[float, typer.Option("--top-p", help="nucleus sampling (with --s
 RepPen = Annotated[float, typer.Option("--repetition-penalty", help="> 1 discourages repeats")]
 Sample = Annotated[bool, typer.Option("--sample/--greedy", help="sample instead of greedy decoding")]
 Seed = Annotated[int, typer.Option("--seed", help="sampling seed")]
+# Context flags shared by eval and chat.
+ContextName = Annotated[str | None, typer.Option(
+    "--context", help="context mode: zero_shot, few_shot or rag (default: the run's recipe context)")]
+ContextSet = Annotated[list[str] | None, typer.Option(
+    "--ctx", help="context parameter key=value, repeatable, e.g. --ctx index=idx --ctx k=2")]
 
 
 @app.command()
@@ -108,17 +116,20 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="prompts generated together")] = 16,
     max_new_tokens: MaxNew = 64, beams: Beams = 1, temperature: Temp = 1.0, top_k: TopK = 50,
     top_p: TopP = 1.0, repetition_penalty: RepPen = 1.0, sample: Sample = False, seed: Seed = 0,
+    context: ContextName = None, ctx: ContextSet = None,
 ) -> None:
-    """Score a trained run or any model on held-out data; writes eval.json."""
+    """Score a trained run or any model on held-out data (with the run's context); writes eval.json."""
     from ftatlas.evaluate.api import evaluate_target
 
     decode = _decode(max_new_tokens, beams, temperature, top_k, top_p, repetition_penalty, sample, seed)
     try:
         result, path = evaluate_target(target, data, metrics.split(",") if metrics else None, decode,
-                                       max_examples=max_examples, batch_size=batch_size, out=output)
+                                       max_examples=max_examples, batch_size=batch_size, out=output,
+                                       context=context, context_options=ctx)
     except USER_ERRORS as e:
         _fail(e)
-    out.print(json.dumps({"metrics": result["metrics"], "n": result["n"]}, indent=2))
+    shown = ("metrics", "n", "context", "prompt_tokens_per_request")
+    out.print(json.dumps({k: result[k] for k in shown if k in result}, indent=2))
     out.print(f"wrote {path}")
 
 
@@ -129,17 +140,26 @@ def chat(
     system: Annotated[str | None, typer.Option(help="system prompt")] = None,
     max_new_tokens: MaxNew = 256, beams: Beams = 1, temperature: Temp = 0.7, top_k: TopK = 50,
     top_p: TopP = 0.9, repetition_penalty: RepPen = 1.1, sample: Sample = False, seed: Seed = 0,
+    context: ContextName = None, ctx: ContextSet = None,
+    sources: Annotated[bool, typer.Option("--sources", help="print the passages/examples the context added")]
+    = False,
 ) -> None:
-    """Talk to a trained run (same chat template it trained with). Interactive unless --prompt."""
+    """Talk to a trained run (same chat template and context it trained with). Interactive unless --prompt."""
     from ftatlas.chat import ChatSession
 
     decode = _decode(max_new_tokens, beams, temperature, top_k, top_p, repetition_penalty, sample, seed)
     try:
-        session = ChatSession.open(target, decode, system)
+        session = ChatSession.open(target, decode, system, context, ctx)
     except USER_ERRORS as e:
         _fail(e)
+
+    def say(text: str, prefix: str = "") -> None:
+        out.print(f"{prefix}{session.reply(text)}", highlight=False)
+        if sources and session.last_info:
+            err.print(f"  context: {session.last_info}", highlight=False)
+
     if prompt is not None:
-        out.print(session.reply(prompt), highlight=False)
+        say(prompt)
         return
     err.print("chat: empty line or Ctrl-D to quit, /reset to clear history")
     for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: input("you> "), None):
@@ -149,7 +169,7 @@ def chat(
         if line == "/reset":
             session.reset()
             continue
-        out.print(f"assistant> {session.reply(line)}", highlight=False)
+        say(line, "assistant> ")
 
 
 @app.command()
@@ -209,6 +229,38 @@ def data_validate(
     except USER_ERRORS as e:
         _fail(e)
     out.print(f"{file}: {len(rows)} rows OK")
+
+
+@data_app.command("rejection-sample")
+def data_rejection_sample(
+    target: Annotated[str, typer.Argument(help="run directory, or a model (dir, .gguf, alias, hub id)")],
+    data: Annotated[str, typer.Argument(help="prompt file (.jsonl/.json) or builtin:<name>, e.g. builtin:ages")],
+    reward: Annotated[list[str] | None, typer.Option(
+        "--reward", help="reward: built-in name, module:function, file.py:function or JSON {name, ...}; repeatable")]
+    = None,
+    reward_model: Annotated[str | None, typer.Option(help="score with a trained reward model (run dir)")] = None,
+    n: Annotated[int, typer.Option("--n", help="samples per prompt")] = 4,
+    output: Annotated[Path, typer.Option("--out", help="folder for sft.jsonl and pairs.jsonl")] = Path("rejection"),
+    max_prompts: Annotated[int | None, typer.Option(help="use only the first N prompts")] = None,
+    min_score: Annotated[float | None, typer.Option(help="keep a best answer for SFT only at this score or above")]
+    = None,
+    batch_size: Annotated[int, typer.Option(help="sequences generated together")] = 16,
+    max_new_tokens: MaxNew = 64, temperature: Temp = 1.0, top_k: TopK = 50, top_p: TopP = 1.0, seed: Seed = 0,
+) -> None:
+    """Sample N answers per prompt, score them, write the best as SFT data and best/worst as preference pairs."""
+    from ftatlas.data.rejection import parse_reward, rejection_sample
+    from ftatlas.rewards import RewardError, RewardSpec
+
+    decode = _decode(max_new_tokens, 1, temperature, top_k, top_p, 1.0, True, seed)
+    try:
+        specs = [parse_reward(r) for r in reward or []]
+        if reward_model:
+            specs.append(RewardSpec(name="reward_model", path=reward_model))
+        result = rejection_sample(target, data, specs, output, n=n, decode=decode, batch_size=batch_size,
+                                  max_prompts=max_prompts, min_score=min_score)
+    except (*USER_ERRORS, RewardError) as e:
+        _fail(e)
+    out.print(result.summary(), highlight=False)
 
 
 @methods_app.command("list")
@@ -280,6 +332,89 @@ def config_schema() -> None:
     from ftatlas.recipe import Recipe
 
     out.print_json(json.dumps(Recipe.model_json_schema()))
+
+
+IndexOpt = Annotated[Path, typer.Option("--index", help="index folder (created on first ingest)")]
+
+
+@rag_app.command("ingest")
+def rag_ingest(
+    docs: Annotated[list[str], typer.Argument(help="files or folders (.txt .md .jsonl .pdf), or builtin:knowledge")],
+    index: IndexOpt,
+    embedder: Annotated[str, typer.Option(help="sentence-transformers model name or path")] = "all-MiniLM-L6-v2",
+    chunk_size: Annotated[int, typer.Option(help="max embedder tokens per chunk")] = 200,
+    overlap: Annotated[int, typer.Option(help="tokens shared by consecutive chunks (whole sentences)")] = 40,
+    text_field: Annotated[str, typer.Option(help="field holding the text in .jsonl rows")] = "text",
+    prune: Annotated[bool, typer.Option(help="drop files that vanished from an ingested folder")] = True,
+) -> None:
+    """Chunk, embed and index documents; unchanged files are skipped, changed ones re-embedded."""
+    from ftatlas.context.retrieval.ingest import ingest
+
+    try:
+        report = ingest(docs, index, embedder=embedder, chunk_size=chunk_size, overlap=overlap,
+                        text_field=text_field, prune=prune, progress=sys.stderr.isatty())
+    except USER_ERRORS as e:  # DocumentError, EmbedderError, RagIndexError are ValueErrors
+        _fail(e)
+    for msg in report.failed.values():
+        err.print(f"[yellow]skipped[/] {msg}", highlight=False)
+    out.print(f"{index}: {report.summary()}", highlight=False)
+
+
+@rag_app.command("query")
+def rag_query(
+    index: Annotated[Path, typer.Argument(help="index folder")],
+    question: Annotated[str, typer.Argument(help="the question")],
+    k: Annotated[int, typer.Option("-k", help="passages to show")] = 4,
+    retrieval: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
+    width: Annotated[int, typer.Option(help="characters of each passage to show (0 = all)")] = 160,
+) -> None:
+    """Show the top-k passages for a question, with scores and each retriever's rank."""
+    from ftatlas.context.retrieval.retrieve import Retriever
+    from ftatlas.report import rich_table
+
+    try:
+        retriever = Retriever(index)
+        hits = retriever.search(question, k=k, mode=retrieval)  # type: ignore[arg-type]
+    except USER_ERRORS as e:
+        _fail(e)
+    rows = [{"#": str(i), "source": h.chunk.cite, "score": f"{h.score:.4f}",
+             "dense rank": str(h.ranks.get("dense", "-")), "bm25 rank": str(h.ranks.get("bm25", "-")),
+             "passage": " ".join(h.chunk.text.split())[: width or None]} for i, h in enumerate(hits, 1)]
+    out.print(rich_table(rows, f"{retrieval} retrieval: {question}", left=("source", "passage")))
+
+
+@rag_app.command("eval")
+def rag_eval(
+    index: Annotated[Path, typer.Argument(help="index folder")],
+    data: Annotated[str, typer.Option(help="builtin:knowledge or a jsonl of {question, evidence|answer|source}")]
+    = "builtin:knowledge",
+    k: Annotated[int, typer.Option("-k", help="cut-off for recall@k")] = 4,
+) -> None:
+    """Retrieval quality: recall@1, recall@k and MRR@10 for dense, BM25 and hybrid, side by side."""
+    from ftatlas.context.retrieval.evaluation import evaluate_retrieval, load_probes
+    from ftatlas.report import rich_table
+
+    try:
+        probes = load_probes(data)
+        results = evaluate_retrieval(index, probes, k=k)
+    except USER_ERRORS as e:
+        _fail(e)
+    rows = [{"retrieval": mode, **{m: f"{100 * v:.1f}" for m, v in r.items()}} for mode, r in results.items()]
+    out.print(rich_table(rows, f"{index} on {data} (n={len(probes)}, %)", left=("retrieval",)))
+
+
+@rag_app.command("info")
+def rag_info(index: Annotated[Path, typer.Argument(help="index folder")]) -> None:
+    """What an index holds: files, chunks, embedder, chunking, and files that failed to ingest."""
+    from ftatlas.context.retrieval.store import IndexStore
+
+    try:
+        store = IndexStore(index)
+    except USER_ERRORS as e:
+        _fail(e)
+    out.print_json(json.dumps(store.describe()))
+    for msg in store.file_errors().values():
+        err.print(f"[yellow]failed[/] {msg}", highlight=False)
 
 
 if __name__ == "__main__":

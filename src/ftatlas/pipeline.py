@@ -12,6 +12,8 @@ import torch
 from rich.console import Console
 from transformers import set_seed
 
+from ftatlas.context import Context, build_context
+from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
@@ -21,7 +23,7 @@ from ftatlas.models import Loaded, require_chat_template, resolve_device, resolv
 from ftatlas.models.device import Precision
 from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import OBJECTIVES, TrainContext
-from ftatlas.recipe import Recipe, dump_recipe
+from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
 from ftatlas.runs import RunDir, default_run_name
 
@@ -40,6 +42,7 @@ class Session:
     precision: Precision
     progress: bool = True
     results: dict[str, Any] = field(default_factory=dict)
+    context: Context | None = None
 
     @property
     def metrics(self) -> list[str]:
@@ -55,6 +58,7 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     precision = resolve_precision(recipe.train.precision, device)
     run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
         recipe.method.name, recipe.objective.name), recipe.output.overwrite)
+    recipe = with_normalized_context(recipe)  # e.g. a relative rag index saved as an absolute path
     run.write_text("recipe.yaml", dump_recipe(recipe))
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
@@ -63,7 +67,30 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
     console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}")
-    return Session(recipe, run, loaded, splits, device, precision, progress)
+    session = Session(recipe, run, loaded, splits, device, precision, progress)
+    session.context = setup_context(recipe, loaded.tokenizer, splits)
+    return session
+
+
+def with_normalized_context(recipe: Recipe) -> Recipe:
+    params = recipe.context_params().model_dump(exclude_unset=True)
+    return recipe.model_copy(update={"context": AxisSpec(name=recipe.context.name, **params)})
+
+
+def setup_context(recipe: Recipe, tokenizer: Any, splits: Splits) -> Context | None:
+    """Build the recipe's context; with ``context.train`` the training prompts get it too (e.g. RAG-aware SFT)."""
+    if recipe.context.name == "zero_shot" and not recipe.context.params():
+        return None
+    with console.status(f"preparing context {recipe.context.name} ..."):
+        ctx = build_context(recipe.context.name, recipe.context_params(), tokenizer, splits.train)
+    console.print(f"[bold]context[/] {recipe.context.name} {recipe.context.params()}")
+    if ctx.params.train and METHODS.get(recipe.method.name).trains:
+        if OBJECTIVES.get(recipe.objective.name).data_kind != "conversations":
+            raise ValueError(f"context.train=true needs conversation data; objective {recipe.objective.name!r} "
+                             "trains on another kind of row")
+        splits.train = augment_conversations(ctx, splits.train)
+        console.print(f"[bold]context[/] applied to {len(splits.train)} training prompts (context.train=true)")
+    return ctx
 
 
 def evaluate(session: Session, model: torch.nn.Module | None = None, desc: str = "evaluating") -> dict:
@@ -80,7 +107,7 @@ def evaluate(session: Session, model: torch.nn.Module | None = None, desc: str =
         result = evaluate_rows(model or session.loaded.model, session.loaded.tokenizer,
                                objective.eval_rows(session.splits.eval),
                                session.recipe.eval, session.metrics, autocast=session.precision.autocast,
-                               progress=session.progress, desc=desc)
+                               progress=session.progress, desc=desc, context=session.context)
     result["peak_memory_bytes"] = m.stats.peak_bytes
     return result
 
@@ -132,6 +159,11 @@ def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_befo
     if eval_before:
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])
+    if not METHODS.get(recipe.method.name).trains:  # method none: the base model with its context
+        session.results["after"] = evaluate(session, desc=f"base model, context {recipe.context.name}")
+        session.run.write_json("eval.json", session.results["after"])
+        write_report(session)
+        return session
     fit_result = fit(session, resume)
     session.results["fit"] = fit_result
     session.results["after"] = evaluate(session, fit_result.model, desc="trained model")

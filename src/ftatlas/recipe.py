@@ -111,24 +111,26 @@ class Recipe(Strict):
     data: DataSpec
     method: AxisSpec = Field(default_factory=lambda: AxisSpec(name="lora"))
     objective: AxisSpec = Field(default_factory=lambda: AxisSpec(name="sft"))
+    context: AxisSpec = Field(default_factory=lambda: AxisSpec(name="zero_shot"))
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
 
-    @field_validator("method", "objective", mode="before")
+    @field_validator("method", "objective", "context", mode="before")
     @classmethod
     def _name_only(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v  # `method: lora` is short for `{name: lora}`
+        return _axis_block(v)  # `method: lora` is short for `{name: lora}`; context also takes `mode:`
 
-    @field_validator("method", "objective", mode="after")
+    @field_validator("method", "objective", "context", mode="after")
     @classmethod
     def _check_axis(cls, spec: AxisSpec, info: ValidationInfo) -> AxisSpec:
         """Step two: the name picks a registered module; the rest must fit that module's Params."""
+        from ftatlas.context import CONTEXTS
         from ftatlas.methods import METHODS
         from ftatlas.objectives import OBJECTIVES
 
         axis = info.field_name
-        registry = METHODS if axis == "method" else OBJECTIVES
+        registry = {"method": METHODS, "objective": OBJECTIVES, "context": CONTEXTS}[axis]
         try:
             entry = registry.get(spec.name)
         except UnknownNameError as e:
@@ -158,6 +160,12 @@ class Recipe(Strict):
         from ftatlas.objectives import OBJECTIVES
 
         return OBJECTIVES.get(self.objective.name).Params(**self.objective.params())
+
+
+    def context_params(self) -> BaseModel:
+        from ftatlas.context import CONTEXTS
+
+        return CONTEXTS.get(self.context.name).Params(**self.context.params())
 
 
 class RecipeError(ValueError):
@@ -225,16 +233,25 @@ def deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-AXIS_DEFAULTS = {"method": "lora", "objective": "sft"}
+AXIS_DEFAULTS = {"method": "lora", "objective": "sft", "context": "zero_shot"}
+
+
+def _axis_block(v: Any) -> Any:
+    """``lora`` -> ``{name: lora}``; ``{mode: rag, ...}`` -> ``{name: rag, ...}`` (the context axis' spelling)."""
+    if isinstance(v, str):
+        return {"name": v}
+    if isinstance(v, dict) and "mode" in v and "name" not in v:
+        return {"name": v["mode"], **{k: x for k, x in v.items() if k != "mode"}}
+    return v
 
 
 def _expand_axes(data: dict[str, Any], defaults: bool) -> dict[str, Any]:
     """``method: lora`` -> ``{name: lora}``; with ``defaults``, absent axes get their default name."""
     out = dict(data)
     for axis, default in AXIS_DEFAULTS.items():
-        if isinstance(out.get(axis), str):
-            out[axis] = {"name": out[axis]}
-        elif defaults and axis not in out:
+        if axis in out:
+            out[axis] = _axis_block(out[axis])
+        elif defaults:
             out[axis] = {"name": default}
     return out
 

@@ -35,6 +35,15 @@ class Registry(Generic[T]):
 
         return deco
 
+    def register_named(self, name: str) -> Callable[[T], T]:
+        """Like ``register``, and also records the name on the entry (``cls.name``) for messages and reports."""
+
+        def deco(entry: T) -> T:
+            entry.name = name  # type: ignore[attr-defined]
+            return self.register(name)(entry)
+
+        return deco
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]

@@ -23,28 +23,38 @@ def comparison_rows(session: Session) -> list[dict[str, str]]:
     rows = []
     fit = session.results.get("fit")
     metric_names = session.metrics
+    ctx = session.recipe.context.name
+    ctx_col = {"context": ctx} if ctx != "zero_shot" or session.recipe.context.params() else {}
+
+    def evaluated(label: str, ev: dict) -> dict[str, str]:
+        return {"model": label, **ctx_col, **{m: _pct(ev["metrics"][m]) for m in metric_names},
+                "prompt tokens": f"{ev['prompt_tokens_per_request']:.0f}" if "prompt_tokens_per_request" in ev else "-"}
+
+    untrained = {"trainable params": "0", "train time": "-", "train tokens/s": "-"}
     if "before" in session.results:
         ev = session.results["before"]
-        rows.append({"model": "base (no training)", **{m: _pct(ev["metrics"][m]) for m in metric_names},
-                     "trainable params": "0", "train time": "-", "train tokens/s": "-",
+        rows.append({**evaluated("base (no training)", ev), **untrained,
                      "peak memory": _gib(ev["peak_memory_bytes"]) + " (eval)"})
     if fit is not None:
-        ev = session.results["after"]
         rows.append({
-            "model": f"{session.recipe.method.name} {session.recipe.objective.name}",
-            **{m: _pct(ev["metrics"][m]) for m in metric_names},
+            **evaluated(f"{session.recipe.method.name} {session.recipe.objective.name}", session.results["after"]),
             "trainable params": f"{fit.params.trainable:,} ({fit.params.share:.2%})",
             "train time": f"{fit.stats.seconds:.0f} s",
             "train tokens/s": f"{fit.tokens_per_s:,.0f}",
             "peak memory": _gib(fit.stats.peak_bytes) + (" (train)" if fit.stats.kind == "rss" else " (cuda)"),
         })
+    elif "after" in session.results:  # method none: the base model with its context, nothing trained
+        ev = session.results["after"]
+        rows.append({**evaluated("base (no training)", ev), **untrained,
+                     "peak memory": _gib(ev["peak_memory_bytes"]) + " (eval)"})
     return rows
 
 
-def rich_table(rows: list[dict[str, str]], title: str) -> Table:
+def rich_table(rows: list[dict[str, str]], title: str, left: tuple[str, ...] = ("model",)) -> Table:
+    """Numbers right-aligned; the ``left`` columns (names, text) left-aligned."""
     table = Table(title=title)
     for col in rows[0] if rows else []:
-        table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_column(col, justify="left" if col in left else "right")
     for r in rows:
         table.add_row(*r.values())
     return table
@@ -67,7 +77,8 @@ def write_report(session: Session) -> None:
         f"# Run `{session.run.path.name}`",
         "",
         f"- model: `{r.model.name}` ({session.loaded.source}) on {session.device}, {session.precision.label}",
-        f"- method: `{r.method.name}` {r.method.params() or ''}; objective: `{r.objective.name}`",
+        f"- method: `{r.method.name}` {r.method.params() or ''}; objective: `{r.objective.name}`; "
+        f"context: `{r.context.name}` {r.context.params() or ''}",
         f"- data: {session.splits.note}",
     ]
     if "quantization" in session.results:
@@ -81,4 +92,5 @@ def write_report(session: Session) -> None:
     for ex in session.results["after"]["examples"][:5]:
         parts += [f"- prompt: {ex['prompt']!r}", f"  - reference: `{ex['reference']}`",
                   f"  - prediction: `{ex['prediction']}`"]
+        parts += [f"  - {key}: {ex[key]}" for key in ("passages", "examples") if key in ex]
     session.run.write_text("report.md", "\n".join(parts) + "\n")

@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import Callable
 
+from ftatlas.data.knowledge import knowledge
 from ftatlas.data.preference import PreferencePair
 from ftatlas.data.records import Conversation, Message
 from ftatlas.data.verifiable import ages
@@ -104,9 +105,11 @@ def contact_pairs(split: str, n: int | None = None) -> list[PreferencePair]:
     return pairs
 
 
-BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts, "ages": ages}
+BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts, "knowledge": knowledge,
+                                                        "ages": ages}
 # Preference-pair form of a built-in task, for dpo/orpo/kto/simpo/reward objectives.
 PREFERENCE_BUILTINS: dict[str, Callable[..., list[PreferencePair]]] = {"contacts": contact_pairs}
 # Metric each built-in task is scored with by default.
 BUILTIN_METRICS: dict[str, list[str]] = {"contacts": ["json_match", "exact_match"],
+                                         "knowledge": ["normalized_match", "contains"],
                                          "ages": ["exact_match", "contains"]}

@@ -21,6 +21,7 @@ class Conversation:
     text: str | None = None
     source: str = ""
     line: int = 0
+    meta: dict = field(default_factory=dict)  # task extras, e.g. {"evidence": [...]} for retrieval eval
 
     @property
     def is_text(self) -> bool:

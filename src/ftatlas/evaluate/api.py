@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ftatlas.context.base import context_for
 from ftatlas.data.readers import read_file
 from ftatlas.data.splits import load_splits
 from ftatlas.evaluate.metrics import METRICS
@@ -58,9 +59,11 @@ def evaluate_target(
     batch_size: int = 16,
     out: Path | None = None,
     progress: bool = True,
+    context: str | None = None,
+    context_options: list[str] | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Generate and score. Runs whose objective evaluates itself (a reward model: pairwise accuracy) are
-    scored that way."""
+    """Generate and score; the run's recipe context applies unless ``context``/``context_options`` change it.
+    Runs whose objective evaluates itself (a reward model: pairwise accuracy) are scored that way."""
     own = objective_evaluation(target, data, max_examples, out)
     if own is not None:
         return own
@@ -76,11 +79,13 @@ def evaluate_target(
         rows = splits.eval
         metrics = metrics or recipe.eval.metrics or splits.default_metrics
     metrics = metrics or (recipe.eval.metrics if recipe else None) or FALLBACK_METRICS
+    ctx = context_for(recipe, loaded.tokenizer, context, context_options)
     device = next(loaded.model.parameters()).device.type
     spec = EvalSpec(metrics=metrics, max_examples=max_examples, batch_size=batch_size, decode=decode)
     with Measure(device) as meas:
         result = evaluate_rows(loaded.model, loaded.tokenizer, rows, spec, metrics,
-                               autocast=resolve_precision("auto", device).autocast, progress=progress)
+                               autocast=resolve_precision("auto", device).autocast, progress=progress,
+                               context=ctx)
     result["peak_memory_bytes"] = meas.stats.peak_bytes
     result["target"], result["data"] = target, data or "run held-out split"
     if out is None:

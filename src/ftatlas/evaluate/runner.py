@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ftatlas.context.base import Augmented, Context
 from ftatlas.data.records import Conversation
 from ftatlas.data.templating import render_prompt
 from ftatlas.evaluate.generation import generate
@@ -27,13 +28,15 @@ def evaluate_rows(
     autocast: torch.dtype | None = None,
     progress: bool = True,
     desc: str = "evaluating",
+    context: Context | None = None,
 ) -> dict[str, Any]:
     """Return ``{"metrics": {...}, "n": N, "examples": [...], ...}`` per the run-directory contract."""
     rows = rows[: spec.max_examples] if spec.max_examples else rows
     if not rows:
         raise ValueError("no held-out rows to evaluate; set data.eval or data.eval_split > 0")
     pairs = [r.prompt_and_reference() for r in rows]
-    prompts = [render_prompt(tokenizer, msgs) for msgs, _ in pairs]
+    augmented = context.augment([msgs for msgs, _ in pairs]) if context else [Augmented(m) for m, _ in pairs]
+    prompts = [render_prompt(tokenizer, a.messages) for a in augmented]
     refs = [ref for _, ref in pairs]
     t0 = time.perf_counter()
     preds = generate(model, tokenizer, prompts, spec.decode, batch_size=spec.batch_size,
@@ -43,8 +46,8 @@ def evaluate_rows(
     prompt_tokens = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
     examples = [
         {"source": f"{r.source}:{r.line}", "prompt": msgs[-1].content if msgs else "", "reference": ref,
-         "prediction": pred, "scores": s}
-        for r, (msgs, ref), pred, s in zip(rows[:N_EXAMPLES], pairs, preds, per, strict=False)
+         "prediction": pred, "scores": s, **a.info}
+        for r, (msgs, ref), pred, s, a in zip(rows[:N_EXAMPLES], pairs, preds, per, augmented, strict=False)
     ]
     return {
         "metrics": means,
@@ -53,5 +56,6 @@ def evaluate_rows(
         "seconds": round(seconds, 2),
         "examples_per_s": round(len(rows) / seconds, 2) if seconds else None,
         "prompt_tokens_per_request": round(prompt_tokens / len(rows), 1),
+        "context": context.name if context else "zero_shot",
         "decode": spec.decode.model_dump(),
     }

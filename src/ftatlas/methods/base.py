@@ -27,6 +27,7 @@ class Method:
     Params: type[BaseModel] = NoParams
     summary: str = ""
     merge_note: str | None = None  # None: merge is possible (trivially so for methods that save model/)
+    trains: bool = True  # False only for ``none``: the run evaluates the base model with its context
 
     def load_options(self, params: BaseModel, device: str) -> dict[str, Any]:
         """Extra kwargs for ``from_pretrained`` when loading the base for this method."""
@@ -66,11 +67,7 @@ METHODS: Registry[type[Method]] = Registry("method")
 def register(name: str):
     """``@register("lora")``: add the class to METHODS and record its name on it."""
 
-    def deco(cls: type[Method]) -> type[Method]:
-        cls.name = name
-        return METHODS.register(name)(cls)
-
-    return deco
+    return METHODS.register_named(name)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,11 @@ def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe
     if (Path(target) / "recipe.yaml").is_file():
         run = RunDir.open(target)
         recipe = load_recipe(run.recipe_file)
+        from ftatlas.methods import METHODS
+
+        if not METHODS.get(recipe.method.name).trains:  # method none: the run is the base model + context
+            base = load_recipe_base(recipe, dev)
+            return Loaded(base.model.eval(), base.tokenizer, base.source), recipe, run
         weights = run.weights_dir()
         if weights == run.adapter_dir:
             from peft import PeftModel
