@@ -225,7 +225,7 @@ class PPOTrainer:
         value_loss = 0.5 * masked_mean(torch.max((v - returns) ** 2, (v_clip - returns) ** 2), ro.mask)
         loss = policy_loss + self.p.vf_coef * value_loss
         if not torch.isfinite(loss):
-            raise diverged(self.run, self.state.global_step + 1, float(loss))
+            raise diverged(self.run, self.state.global_step + 1, loss.item())
         self.optimizer.zero_grad()
         loss.backward()
         params = [q for g in self.optimizer.param_groups for q in g["params"]]
