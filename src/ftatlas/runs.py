@@ -93,7 +93,10 @@ class RunDir:
 
         target = self.adapter_dir if isinstance(model, PeftModel) else self.model_dir
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{target.name}-"))
-        model.save_pretrained(tmp)
+        if isinstance(model, PeftModel):  # only the trained adapter (TRL adds a frozen 'ref' copy for DPO/KTO)
+            model.save_pretrained(tmp, selected_adapters=[model.active_adapter])
+        else:
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)  # carries the chat template used in training
         if target.exists():
             shutil.rmtree(target)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
+from peft import PeftModel
 from pydantic import BaseModel, ConfigDict, Field
 from trl import DPOConfig, DPOTrainer
 
+from ftatlas.data.preference import PreferencePair
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
 from ftatlas.objectives.trl_glue import finish, reference_for, to_dataset, trl_args
 
@@ -54,3 +57,46 @@ class DPO(Objective):
         trainer = DPOTrainer(model=ctx.model, ref_model=ref, args=args, train_dataset=train, eval_dataset=held,
                              processing_class=ctx.tokenizer)
         return finish(trainer, ctx, {"objective": "dpo", "loss": p.loss, "beta": p.beta, "reference": note})
+
+
+def _completion_ids(tokenizer: Any, pair: PreferencePair, answer: str) -> tuple[list[int], int]:
+    """(prompt + answer token ids, where the answer starts), tokenized the way DPO training does."""
+    if pair.is_text:
+        prompt, full = pair.prompt_text, pair.prompt_text + answer + (tokenizer.eos_token or "")
+    else:
+        msgs = [{"role": m.role, "content": m.content} for m in pair.prompt]
+        prompt = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template([*msgs, {"role": "assistant", "content": answer}], tokenize=False)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    f_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    start = next((i for i, (a, b) in enumerate(zip(p_ids, f_ids, strict=False)) if a != b), len(p_ids))
+    return f_ids, start
+
+
+@torch.no_grad()
+def answer_logps(model: Any, tokenizer: Any, pairs: list[PreferencePair], which: str = "chosen") -> list[float]:
+    """Sum of log-probabilities of each pair's ``chosen`` (or ``rejected``) answer tokens given the prompt."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for pair in pairs:
+        ids, start = _completion_ids(tokenizer, pair, pair.chosen if which == "chosen" else pair.rejected)
+        x = torch.tensor([ids], device=device)
+        logp = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), dim=-1)
+        target = x[0, 1:]
+        out.append(float(logp[start - 1:].gather(1, target[start - 1:, None]).sum()))
+    return out
+
+
+def implicit_reward_margins(model: PeftModel, tokenizer: Any, pairs: list[PreferencePair],
+                            beta: float = 0.1) -> list[float]:
+    """DPO's implicit reward margin per pair, beta * [(log pi(c) - log ref(c)) - (log pi(r) - log ref(r))],
+    for an adapter policy whose reference is its base with the adapter disabled (a LoRA-family adapter
+    trained from its zero-effect init on that base). A margin > 0 means the pair is ranked right."""
+    def both() -> tuple[list[float], list[float]]:
+        return answer_logps(model, tokenizer, pairs, "chosen"), answer_logps(model, tokenizer, pairs, "rejected")
+
+    pol_c, pol_r = both()
+    with model.disable_adapter():
+        ref_c, ref_r = both()
+    return [beta * ((pc - rc) - (pr - rr)) for pc, rc, pr, rr in zip(pol_c, ref_c, pol_r, ref_r, strict=True)]
