@@ -95,6 +95,7 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         activation_checkpointing=t.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         logging_steps=t.log_every,
+        logging_nan_inf_filter=False,  # Trainer would hide NaN/inf losses from logs; MetricsLogger stops on them
         eval_strategy="steps" if has_eval and t.eval_every else "no",
         eval_steps=t.eval_every or None,
         save_strategy="steps" if t.save_every else "no",
