@@ -155,3 +155,16 @@ def test_trainer_nan_loss_raises_naming_step_and_last_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"non-finite loss \(inf\) at step 13.*checkpoint-12"):
         MetricsLogger(run).on_log(None, state, None, logs={"loss": float("inf")})
     assert "step 13" in run.read_metrics()[-1]["error"]
+
+
+def test_grpo_against_a_trained_reward_model(tiny_model_dir, tmp_path):
+    reward = tiny_recipe(tiny_model_dir, tmp_path / "rm", objective={"name": "reward"},
+                         data={"builtin": "contacts", "max_length": 128, "max_train": 8},
+                         train={"max_steps": 1, "batch_size": 2},
+                         eval={"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}})
+    rm = train(build_recipe(reward), progress=False)
+    r = online_recipe(tiny_model_dir, tmp_path, {"name": "grpo", "rewards": [
+        {"name": "reward_model", "path": str(rm.run.path)}]}, max_steps=1)
+    session = train(build_recipe(r), progress=False)
+    rows = [row for row in session.run.read_metrics() if "reward" in row]
+    assert rows and rows[0]["rewards/reward_model/std"] > 0  # real, varying scores from the model

@@ -29,7 +29,8 @@ from ftatlas.data.readers import (
 )
 from ftatlas.data.records import Conversation, Message
 
-RESERVED = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+RESERVED = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric",
+            "prompt_messages")
 
 
 @dataclass
@@ -49,13 +50,20 @@ class PromptRow:
         return None if ref is None else str(ref)
 
     def prompt_and_reference(self) -> tuple[list[Message], str]:
-        """Same shape as :meth:`Conversation.prompt_and_reference`, so held-out evaluation works unchanged."""
-        if self.reference is None:
-            raise ValueError(f"{self.source}:{self.line}: no 'reference' column to evaluate against")
-        return self.messages, self.reference
+        """Same shape as :meth:`Conversation.prompt_and_reference`, so held-out evaluation works unchanged.
+        Rows without a ``reference`` column (e.g. scored by a reward model only) compare against ""."""
+        return self.messages, self.reference or ""
+
+    @property
+    def messages_json(self) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in self.messages]
+
+    def reward_columns(self) -> dict[str, Any]:
+        """What reward functions get as kwargs: the row's columns plus its prompt turns (``prompt_messages``)."""
+        return {**self.columns, "prompt_messages": self.messages_json}
 
     def to_json(self) -> dict[str, Any]:
-        return {"prompt": [{"role": m.role, "content": m.content} for m in self.messages], **self.columns}
+        return {"prompt": self.messages_json, **self.columns}
 
 
 def from_conversation(conv: Conversation) -> PromptRow:

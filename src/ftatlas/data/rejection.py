@@ -72,8 +72,8 @@ def sample_and_score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     prompts = [render_prompt(tokenizer, r.messages) for r in rows for _ in range(n)]
     outs = generate(model, tokenizer, prompts, decode, batch_size=batch_size, autocast=autocast,
                     progress=progress, desc="sampling")
-    keys = sorted({k for r in rows for k in r.columns})
-    columns = {k: [r.columns.get(k) for r in rows for _ in range(n)] for k in keys}
+    cols = [r.reward_columns() for r in rows]
+    columns = {k: [c.get(k) for c in cols for _ in range(n)] for k in sorted({k for c in cols for k in c})}
     ids = tokenizer(outs, add_special_tokens=False)["input_ids"] if outs else []
     scores = combined(*build_rewards(rewards))(prompts, outs, completion_ids=ids, **columns)
     return [Sampled(r, outs[i * n : (i + 1) * n], scores[i * n : (i + 1) * n]) for i, r in enumerate(rows)]

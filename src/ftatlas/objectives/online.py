@@ -72,7 +72,8 @@ class OnlineObjective(Objective):
 def prompt_dataset(ctx: TrainContext, rows: list[PromptRow]) -> Dataset:
     """``{"prompt": rendered text, <columns>}`` per row: the chat template is applied here, by the same
     tokenizer used for evaluation and chat, so TRL receives plain-text prompts and string completions."""
-    return Dataset.from_list([{"prompt": render_prompt(ctx.tokenizer, r.messages), **r.columns} for r in rows])
+    return Dataset.from_list([{"prompt": render_prompt(ctx.tokenizer, r.messages), **r.reward_columns()}
+                              for r in rows])
 
 
 def trl_fields(p: TRLParams, batch_size: int) -> dict[str, Any]:

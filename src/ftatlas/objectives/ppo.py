@@ -152,7 +152,7 @@ class PPOTrainer:
         self.gen = generation_config(DecodeSpec(max_new_tokens=p.max_completion_length, do_sample=True,
                                                 temperature=p.temperature, top_k=p.top_k, top_p=p.top_p), self.tok)
         self.gen.num_return_sequences = p.num_generations
-        self.prompts = [(render_prompt(self.tok, r.messages), r.columns) for r in ctx.train_rows]
+        self.prompts = [(render_prompt(self.tok, r.messages), r.reward_columns()) for r in ctx.train_rows]
 
     def _autocast(self):
         return autocast_ctx(self.device.type, self.ctx.precision.autocast)

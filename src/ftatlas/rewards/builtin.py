@@ -131,38 +131,19 @@ class RewardModelParams(_Params):
 
 @functools.cache
 def _scorer(path: str, batch_size: int) -> Any:
-    try:
-        from ftatlas.objectives.reward import load_reward_scorer
-    except ImportError:  # the reward objective is not installed in this tree: a plain classifier dir
-        return _plain_scorer(path, batch_size)
-    return load_reward_scorer(path)
+    from ftatlas.objectives.reward import load_reward_scorer
 
-
-def _plain_scorer(path: str, batch_size: int) -> Any:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-
-    @torch.inference_mode()
-    def score(prompts: list[str], completions: list[str]) -> list[float]:
-        texts = [p + c for p, c in zip(prompts, completions, strict=True)]
-        out: list[float] = []
-        for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            out += model(**enc).logits[:, 0].float().tolist()
-        return out
-
-    return score
+    return load_reward_scorer(path, batch_size=batch_size)
 
 
 @REWARDS.register("reward_model")
 class RewardModel(BuiltinReward):
-    """The scalar score of a trained reward model on (prompt, completion)."""
+    """The scalar score of a trained reward model on (prompt, completion), rendered with the reward model's
+    own chat template from the ``prompt_messages`` column (ftatlas adds it; plain prompts count as user text)."""
 
     Params = RewardModelParams
 
     def __call__(self, prompts: list[str], completions: list[Any], **kwargs: Any) -> list[float | None]:
         scorer = _scorer(self.params.path, self.params.batch_size)
-        return list(scorer(list(prompts), [completion_text(c) for c in completions]))
+        turns = kwargs.get("prompt_messages") or list(prompts)
+        return list(scorer(turns, [completion_text(c) for c in completions]))
