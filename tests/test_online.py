@@ -168,3 +168,13 @@ def test_grpo_against_a_trained_reward_model(tiny_model_dir, tmp_path):
     session = train(build_recipe(r), progress=False)
     rows = [row for row in session.run.read_metrics() if "reward" in row]
     assert rows and rows[0]["rewards/reward_model/std"] > 0  # real, varying scores from the model
+
+
+@pytest.mark.parametrize("method", [{"name": "prompt"}, {"name": "freeze"}])
+def test_ppo_with_virtual_tokens_and_frozen_copy_reference(tiny_model_dir, tmp_path, method):
+    """Prompt tuning prepends virtual tokens to the outputs; freeze keeps a frozen copy as the reference."""
+    r = online_recipe(tiny_model_dir, tmp_path, {"name": "ppo", "rewards": [{"name": "length_penalty", "target": 2}]},
+                      method=method, log_every=1)
+    session = train(build_recipe(r), progress=False)
+    assert all(abs(row["loss"]) < 1e3 for row in session.run.read_metrics())
+    assert load_run_or_model(str(session.run.path))[0].model is not None

@@ -189,10 +189,12 @@ class PPOTrainer:
         with self._autocast():
             out = model(input_ids=ro.ids, attention_mask=ro.attention, position_ids=positions,
                         output_hidden_states=values)
-        logits = out.logits[:, ro.width - 1 : -1].float() / self.p.temperature
+        # Counted from the right: prompt-tuning methods prepend virtual tokens to the outputs.
+        n = ro.ids.shape[1] - ro.width
+        logits = out.logits[:, -n - 1 : -1].float() / self.p.temperature
         target = ro.ids[:, ro.width :]
         logp = torch.gather(F.log_softmax(logits, -1), 2, target.unsqueeze(-1)).squeeze(-1)
-        v = self.value_head(out.hidden_states[-1][:, ro.width - 1 : -1]) if values else torch.empty(0)
+        v = self.value_head(out.hidden_states[-1][:, -n - 1 : -1]) if values else torch.empty(0)
         return logp, v
 
     @torch.no_grad()
