@@ -76,6 +76,20 @@ class TrainSpec(Strict):
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field(
         "auto", description="auto = bf16 autocast on CUDA/CPUs with bf16, else fp32")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    packing: Literal["off", "padding_free", "best_fit"] = Field(
+        "padding_free", description="sft: off = right-padded batches; padding_free = each micro-batch's rows end "
+        "to end in one row, no padding, attention kept per sequence; best_fit = the same, with micro-batches "
+        "grouped by a token budget (pack_tokens) instead of batch_size")
+    pack_tokens: int | None = Field(
+        None, ge=8, description="best_fit token budget per micro-batch; default batch_size x mean row length")
+    chunked_loss: bool = Field(
+        True, description="sft: cross-entropy through the LM head in row chunks, never the full logits "
+        "(falls back to the model's loss for prompt-learning methods or a LoRA'd head)")
+    loss_chunk: int = Field(1024, ge=16, description="rows of logits formed at a time by chunked_loss")
+    compile: bool = Field(False, description="torch.compile each decoder block (regional); pays off on long runs")
+    optim: Literal["adamw", "paged_adamw_8bit"] = Field(
+        "adamw", description="optimizer; paged_adamw_8bit (bitsandbytes) needs CUDA")
+    liger: bool = Field(False, description="Liger Triton kernels (RMSNorm/RoPE/SwiGLU/fused CE); needs CUDA")
     log_every: int = Field(5, ge=1, description="steps between metrics.jsonl lines")
     eval_every: int = Field(0, ge=0, description="steps between eval-loss passes; 0 = at the end only")
     save_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only the final model")

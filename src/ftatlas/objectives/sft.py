@@ -2,7 +2,13 @@
 
 Built on transformers' Trainer rather than TRL's SFTTrainer: we own the templating and the
 assistant mask (TRL's ``assistant_only_loss`` needs ``{% generation %}`` markers most templates,
-SmolLM2's included, lack), so what is left is a padding collator, which Trainer takes as is.
+SmolLM2's included, lack), so what is left is a collator and the loss.
+
+The fast path (recipe ``train`` fields, all on by default): padding-free packing with per-sequence
+attention (data/packing.py, models/packed_attention.py) and a chunked cross-entropy that never forms
+the full logits, also under PEFT (models/chunked_ce.py). Either way the loss is a sum over loss tokens
+divided by the loss tokens of the whole accumulated batch (Trainer's ``num_items_in_batch``), so
+batch size, gradient accumulation and packing do not change it.
 """
 
 from __future__ import annotations
@@ -10,11 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
+from ftatlas.data.packing import BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
+from ftatlas.models.accel import check_cuda_options, compile_blocks
+from ftatlas.models.chunked_ce import chunked_lm_loss_sum, split_lm
+from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
 from ftatlas.objectives.callbacks import MetricsLogger, ProgressBar
 
@@ -51,6 +61,36 @@ class PadCollator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+class LossTokenTrainer(Trainer):
+    """Trainer whose loss is summed over loss tokens and divided by those of the whole accumulated batch.
+
+    ``chunk`` set: the loss comes from ``chunked_lm_loss_sum`` (no full logits); ``batch_sampler`` set:
+    the training batches come from it (best-fit token budgets) instead of a fixed batch size.
+    """
+
+    def __init__(self, *args: Any, chunk: int | None = None, batch_sampler: Sampler | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunk = chunk
+        self.batch_sampler = batch_sampler
+        self.model_accepts_loss_kwargs = True  # Trainer then counts loss tokens over all accumulated micro-batches
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        if self.chunk is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        total, n = chunked_lm_loss_sum(model, inputs, self.chunk)
+        loss = total / (num_items_in_batch if num_items_in_batch is not None else max(n, 1))
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.batch_sampler is None:
+            return super().get_train_dataloader()
+        loader = DataLoader(self.train_dataset, batch_sampler=self.batch_sampler, collate_fn=self.data_collator,
+                            num_workers=0)
+        return self.accelerator.prepare(loader)
+
+
 @OBJECTIVES.register("sft")
 class SFT(Objective):
     summary = "next-token loss on assistant turns (or all tokens with data.train_on=all)"
@@ -61,14 +101,29 @@ class SFT(Objective):
         held, self.eval_stats = encode_all(ctx.tokenizer, ctx.eval_rows, spec.max_length, spec.train_on)
         if not train:
             raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
-        trainer = Trainer(
+        t = ctx.recipe.train
+        packed = t.packing != "off"
+        extra = check_cuda_options(t, ctx.device)
+        if packed:
+            use_varlen_attention(ctx.model)  # per-sequence attention; other implementations still see the boundaries
+            extra["include_num_input_tokens_seen"] = "all"  # a packed row has no padding (pad id may be eos)
+        if t.compile:
+            compile_blocks(ctx.model)
+        sampler = None
+        if t.packing == "best_fit":
+            lengths = [len(r.input_ids) for r in train]
+            budget = t.pack_tokens or t.batch_size * round(sum(lengths) / len(lengths))
+            sampler = BestFitBatchSampler(lengths, budget, seed=t.seed)
+        trainer = LossTokenTrainer(
             model=ctx.model,
-            args=training_arguments(ctx, has_eval=bool(held)),
+            args=training_arguments(ctx, has_eval=bool(held), **extra),
             train_dataset=EncodedDataset(train),
             eval_dataset=EncodedDataset(held) if held else None,
-            data_collator=PadCollator(ctx.tokenizer),
+            data_collator=PackedCollator() if packed else PadCollator(ctx.tokenizer),
             processing_class=ctx.tokenizer,
             callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress)],
+            chunk=t.loss_chunk if t.chunked_loss and split_lm(ctx.model) is not None else None,
+            batch_sampler=sampler,
         )
         trainer.remove_callback(PrinterCallback)  # our ProgressBar/MetricsLogger report instead of dict prints
         return trainer

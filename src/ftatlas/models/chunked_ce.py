@@ -1,0 +1,110 @@
+"""Chunked linear cross-entropy: the LM loss without ever holding the full ``tokens x vocab`` logits.
+
+For SmolLM2 (49k vocab) the logits of one 8x1024 batch are 1.6 GB in fp32, several times over once
+the loss upcasts, softmaxes and back-propagates them; they dominate activation memory and a good part
+of step time. Here the hidden states of the loss-carrying positions only go through the LM head a
+chunk of rows at a time; each chunk's loss *and* gradient (softmax - one-hot, a closed form) are
+computed in the forward, so the backward is a multiply and nothing vocab-sized outlives its chunk.
+
+Works on a plain transformers causal LM and on a PEFT-wrapped one (LoRA and every module-injecting
+tuner): the decoder is called directly (adapters live inside its modules) and the frozen or trained
+LM head weight is used as a plain matrix. Prompt-learning PEFT models (prefix/prompt/p-tuning rewrite
+the inputs in ``PeftModel.forward``), a LoRA'd LM head, or heads with softcapping/scaling are not
+supported: ``split_lm`` returns None and the caller uses the model's own loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ftatlas.data.templating import IGNORE
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(hidden_i @ weight.T, target_i); gradients computed chunk by chunk in the forward."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
+                dtype: torch.dtype) -> torch.Tensor:
+        need_w = weight.requires_grad
+        w = weight.detach().to(dtype)
+        grad_h = torch.empty_like(hidden)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for s in range(0, hidden.shape[0], chunk):
+                h = hidden[s:s + chunk].detach().to(dtype)
+                t = targets[s:s + chunk]
+                logits = (h @ w.T).float()
+                lse = torch.logsumexp(logits, dim=-1)
+                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                grad[torch.arange(len(t), device=t.device), t] -= 1.0
+                grad = grad.to(dtype)
+                grad_h[s:s + chunk] = (grad @ w).to(hidden.dtype)
+                if grad_w is not None:
+                    grad_w.add_(grad.T @ h)  # accumulated in fp32 across chunks
+        ctx.save_for_backward(grad_h, grad_w if grad_w is not None else torch.empty(0))
+        ctx.need_w = need_w
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
+        grad_h, grad_w = ctx.saved_tensors
+        gw = (grad_w * grad_out).to(ctx.weight_dtype) if ctx.need_w else None
+        return grad_h * grad_out.to(grad_h.dtype), gw, None, None, None
+
+
+def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                             chunk: int = 1024) -> torch.Tensor:
+    """Summed next-token CE of ``hidden [N, H]`` against ``targets [N]`` through ``weight [V, H]``.
+
+    Rows whose target is ``IGNORE`` are dropped before any logits are formed. Matmuls run in the
+    autocast dtype when autocast is on (as the model's own LM head would), the softmax in fp32.
+    """
+    keep = targets != IGNORE
+    hidden, targets = hidden[keep], targets[keep]
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype)
+
+
+def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """(decoder, lm_head) of a causal LM or a module-injecting PEFT wrapper of one; None if unsupported."""
+    base = model
+    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
+        cfg = model.peft_config.get(getattr(model, "active_adapter", "default"))
+        if cfg is None or getattr(cfg, "is_prompt_learning", False):
+            return None
+        base = model.get_base_model()
+    config = getattr(base, "config", None)
+    if config is None or getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    if type(head) is not nn.Linear or head.bias is not None or decoder is None or decoder is base:
+        return None
+    return decoder, head
+
+
+def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 1024) -> tuple[torch.Tensor, int]:
+    """(summed next-token loss, loss tokens) of ``inputs`` (with ``labels``) without full logits.
+
+    Raises ValueError when ``split_lm(model)`` is None; the caller decides whether to fall back.
+    """
+    parts = split_lm(model)
+    if parts is None:
+        raise ValueError(f"chunked loss does not support {type(model).__name__}")
+    decoder, head = parts
+    labels = inputs["labels"]
+    kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
+    hidden = decoder(**kwargs).last_hidden_state
+    targets = labels[:, 1:].reshape(-1)
+    hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    return linear_cross_entropy_sum(hidden, head.weight, targets, chunk), int((targets != IGNORE).sum())

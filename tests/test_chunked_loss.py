@@ -1,0 +1,85 @@
+"""Chunked cross-entropy: same loss and gradients as the model's own loss, plain and under PEFT LoRA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig, PromptTuningConfig, get_peft_model
+
+from ftatlas.data.packing import PackedCollator
+from ftatlas.data.templating import IGNORE
+from ftatlas.models.chunked_ce import chunked_lm_loss_sum, linear_cross_entropy_sum, split_lm
+
+
+def batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 3000, (3, 37), generator=g)
+    labels = ids.clone()
+    labels[:, :11] = IGNORE
+    labels[1, 30:] = IGNORE
+    return {"input_ids": ids, "labels": labels}
+
+
+def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    out = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def assert_same_loss_and_grads(model: torch.nn.Module) -> None:
+    b = batch()
+    ref = model(**b).loss
+    ref.backward()
+    want = grads(model)
+    total, n = chunked_lm_loss_sum(model, b, chunk=13)  # chunks that do not divide the row count
+    loss = total / n
+    loss.backward()
+    got = grads(model)
+    assert n == int((b["labels"][:, 1:] != IGNORE).sum())
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    assert want.keys() == got.keys() and want
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_full_model_loss_and_grads_match_including_tied_head(tiny_model):
+    assert tiny_model.lm_head.weight is tiny_model.model.embed_tokens.weight  # tied: head grad adds to embeddings
+    assert_same_loss_and_grads(tiny_model)
+
+
+def test_peft_lora_loss_and_grads_match(tiny_model):
+    model = get_peft_model(tiny_model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights="gaussian"))
+    assert split_lm(model) is not None
+    assert_same_loss_and_grads(model)
+
+
+def test_bf16_autocast_stays_close_to_the_models_own_loss(tiny_model):
+    b = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = tiny_model(**b).loss
+        total, n = chunked_lm_loss_sum(tiny_model, b, chunk=16)
+    assert abs((total / n).item() - ref.item()) / ref.item() < 1e-2
+
+
+def test_packed_chunked_loss_is_the_sum_of_per_sequence_losses(tiny_model):
+    b = batch()
+    rows = [{"input_ids": b["input_ids"][i].tolist(), "labels": b["labels"][i].tolist()} for i in range(3)]
+    with torch.no_grad():
+        packed, n_packed = chunked_lm_loss_sum(tiny_model, PackedCollator()(rows))
+        alone = [chunked_lm_loss_sum(tiny_model, {k: v[i:i + 1] for k, v in b.items()}) for i in range(3)]
+    assert n_packed == sum(n for _, n in alone)
+    torch.testing.assert_close(packed, sum(s for s, _ in alone), rtol=1e-5, atol=1e-4)
+
+
+def test_no_loss_rows_give_zero_with_a_graph():
+    h = torch.randn(4, 8, requires_grad=True)
+    loss = linear_cross_entropy_sum(h, torch.randn(20, 8), torch.full((4,), IGNORE))
+    loss.backward()
+    assert loss.item() == 0.0 and h.grad is not None
+
+
+def test_prompt_learning_is_not_split(tiny_model):
+    model = get_peft_model(tiny_model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    assert split_lm(model) is None
+    with pytest.raises(ValueError, match="chunked loss does not support"):
+        chunked_lm_loss_sum(model, batch())
