@@ -23,6 +23,23 @@ DOCS = {
 }
 
 
+def text_pdf(text: str) -> bytes:
+    """A minimal one-page PDF with a text layer (no PDF writer library needed)."""
+    stream = b"BT /F1 12 Tf 72 720 Td (" + text.encode() + b") Tj ET"
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+
+
 @pytest.fixture
 def docs(tmp_path):
     folder = tmp_path / "docs"
@@ -77,13 +94,17 @@ def test_bad_documents_get_a_clear_error_each_and_the_rest_is_ingested(docs, tmp
     (docs / "empty.md").write_text("  \n")
     (docs / "latin.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
     (docs / "rows.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (docs / "manual.pdf").write_bytes(text_pdf("The Albatross was refitted in Ostmere in 2019."))
     report = ingest([str(docs)], tmp_path / "idx", progress=False)
     errors = {k.rsplit("/", 1)[-1]: v for k, v in report.failed.items()}
-    assert set(errors) == {"blob.txt", "empty.md", "latin.txt", "rows.jsonl"}
+    assert set(errors) == {"blob.txt", "empty.md", "latin.txt", "rows.jsonl", "broken.pdf"}
+    assert "broken.pdf" in errors["broken.pdf"] and "PDF" in errors["broken.pdf"]
     assert "binary" in errors["blob.txt"] and "empty" in errors["empty.md"]
     assert "not UTF-8" in errors["latin.txt"] and "byte 3" in errors["latin.txt"]
     assert "rows.jsonl:2" in errors["rows.jsonl"] and "'text'" in errors["rows.jsonl"]
-    assert report.totals["files"] == 3 and report.totals["chunks"] == 4  # the good files are all there
+    assert report.totals["files"] == 4 and report.totals["chunks"] == 5  # the good files (and the PDF) are there
+    assert "Ostmere" in top_text(tmp_path / "idx", "where was the Albatross refitted?", mode="bm25")
 
 
 def test_index_refuses_other_settings_and_missing_index(docs, tmp_path):

@@ -90,6 +90,8 @@ def _pdf_text(path: Path) -> str:
         pages = [p.extract_text() or "" for p in PdfReader(str(path)).pages]
     except (PdfReadError, OSError, ValueError) as e:
         raise DocumentError(f"{path}: unreadable PDF ({e})") from None
+    except Exception as e:  # noqa: BLE001 - a malformed PDF can fail anywhere in the parser; one file, one message
+        raise DocumentError(f"{path}: unreadable PDF ({type(e).__name__}: {e})") from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
         raise DocumentError(f"{path}: the PDF has no extractable text (scanned images need OCR first)")
