@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import VIRTUAL_TOKENS, finish, refuse_methods, to_dataset, trl_args
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we pin TRL and test the experimental trainers we use
 
@@ -32,6 +32,9 @@ class CPO(Objective):
     summary = "contrastive preference optimisation: reference-free preference loss + NLL on chosen"
     data_kind = "preference"
     Params = CPOParams
+
+    def check_recipe(self, params: CPOParams, recipe: Any) -> None:
+        refuse_methods(recipe, {"prompt": VIRTUAL_TOKENS, "ptuning": VIRTUAL_TOKENS}, "CPOTrainer")
 
     def build(self, ctx: TrainContext) -> Any:
         from trl.experimental.cpo import CPOConfig, CPOTrainer

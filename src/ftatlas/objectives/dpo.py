@@ -15,7 +15,7 @@ from trl import DPOConfig, DPOTrainer
 
 from ftatlas.data.preference import PreferencePair
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, reference_for, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, reference_for, refuse_methods, to_dataset, trl_args
 
 # TRL 1.16's DPOConfig.loss_type values.
 DPOLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
@@ -41,6 +41,7 @@ class DPO(Objective):
     Params = DPOParams
 
     def check_recipe(self, params: DPOParams, recipe: Any) -> None:
+        refuse_methods(recipe, {"adapter": FUSED_HEAD}, "DPOTrainer")
         losses = params.loss if isinstance(params.loss, list) else [params.loss]
         if params.loss_weights is not None and len(params.loss_weights) != len(losses):
             raise ValueError(f"objective.loss_weights has {len(params.loss_weights)} weights for "
@@ -82,7 +83,8 @@ def answer_logps(model: Any, tokenizer: Any, pairs: list[PreferencePair], which:
     for pair in pairs:
         ids, start = _completion_ids(tokenizer, pair, pair.chosen if which == "chosen" else pair.rejected)
         x = torch.tensor([ids], device=device)
-        logp = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), dim=-1)
+        logits = model(input_ids=x).logits[0, -len(ids):]  # prompt-learning methods prepend virtual tokens
+        logp = torch.log_softmax(logits[:-1].float(), dim=-1)
         target = x[0, 1:]
         out.append(float(logp[start - 1:].gather(1, target[start - 1:, None]).sum()))
     return out

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trl import KTOConfig, KTOTrainer
 
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, reference_for, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, reference_for, refuse_methods, to_dataset, trl_args
 
 
 class KTOParams(BaseModel):
@@ -31,6 +31,7 @@ class KTO(Objective):
     Params = KTOParams
 
     def check_recipe(self, params: KTOParams, recipe: Any) -> None:
+        refuse_methods(recipe, {"adapter": FUSED_HEAD}, "KTOTrainer")
         if params.loss == "kto" and recipe.train.batch_size < 2:
             raise ValueError("objective kto estimates its KL term from mismatched pairs within a batch; "
                              "set train.batch_size >= 2 (or objective.loss=apo_zero_unpaired)")

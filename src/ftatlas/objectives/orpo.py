@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import VIRTUAL_TOKENS, finish, refuse_methods, to_dataset, trl_args
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we pin TRL and test the experimental trainers we use
 
@@ -26,6 +26,9 @@ class ORPO(Objective):
     summary = "SFT on chosen plus an odds-ratio penalty against rejected; no reference model"
     data_kind = "preference"
     Params = ORPOParams
+
+    def check_recipe(self, params: ORPOParams, recipe: Any) -> None:
+        refuse_methods(recipe, {"prompt": VIRTUAL_TOKENS, "ptuning": VIRTUAL_TOKENS}, "ORPOTrainer")
 
     def build(self, ctx: TrainContext) -> Any:
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer

@@ -17,7 +17,7 @@ from trl import SFTConfig, SFTTrainer
 
 from ftatlas.data.templating import EncodeStats
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, trl_args
+from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, refuse_methods, trl_args
 
 
 class PretrainParams(BaseModel):
@@ -32,6 +32,9 @@ class Pretrain(Objective):
     needs_chat_template = False
     eval_metrics = ["next_token_accuracy"]
     Params = PretrainParams
+
+    def check_recipe(self, params: PretrainParams, recipe: Any) -> None:
+        refuse_methods(recipe, {"adapter": FUSED_HEAD}, "SFTTrainer")
 
     def evaluate(self, model: Any, tokenizer: Any, rows: list[Any], recipe: Any, progress: bool = True) -> dict:
         """Held-out text, packed like training: mean next-token loss, perplexity and top-1 accuracy."""
@@ -81,7 +84,7 @@ def heldout_perplexity(model: Any, tokenizer: Any, texts: list[str], block: int,
     for i in range(0, len(blocks), batch_size):
         for b in blocks[i:i + batch_size]:  # one block at a time: no padding to mask
             x = torch.tensor([b], device=device)
-            logits = model(input_ids=x).logits[0, :-1].float()
+            logits = model(input_ids=x).logits[0, -len(b):-1].float()  # minus prompt-learning virtual tokens
             target = x[0, 1:]
             nll += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
             correct += float((logits.argmax(-1) == target).sum())

@@ -25,10 +25,12 @@ from trl import RewardConfig, RewardTrainer
 
 from ftatlas.data.preference import PreferencePair
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import finish, refuse_methods, to_dataset, trl_args
 
 # Methods whose virtual tokens / adaption prompts are wired for the LM head's forward, not a score head.
-NO_REWARD_HEAD = ("prefix", "prompt", "ptuning", "adapter")
+_NO_HEAD = ("its virtual tokens / adaption prompts are built for the causal-LM forward, not a score head; "
+            "use a LoRA-family method, ia3, qlora, freeze or full")
+NO_REWARD_HEAD = dict.fromkeys(("prefix", "prompt", "ptuning", "adapter"), _NO_HEAD)
 
 Prompt = str | list[dict[str, str]]
 
@@ -49,10 +51,7 @@ class Reward(Objective):
     Params = RewardParams
 
     def check_recipe(self, params: RewardParams, recipe: Any) -> None:
-        if recipe.method.name in NO_REWARD_HEAD:
-            raise ValueError(f"objective reward cannot train with method {recipe.method.name!r}: its virtual "
-                             "tokens are built for the causal-LM forward, not a score head; use a LoRA-family "
-                             "method, qlora, freeze or full")
+        refuse_methods(recipe, NO_REWARD_HEAD, "RewardTrainer")
 
     def build(self, ctx: TrainContext) -> Any:
         p: RewardParams = ctx.recipe.objective_params()
@@ -77,6 +76,17 @@ def _train_head(model: Any) -> None:
     for name, p in base.named_parameters():
         if name.split(".")[0] == "score" and p.dtype.is_floating_point:
             p.requires_grad_(True)
+    _head_takes_any_dtype(model)
+
+
+def _head_takes_any_dtype(model: Any) -> None:
+    """A 4-bit base (qlora) hands bf16 hidden states to the fp32 score head: cast them to the head's dtype."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = getattr(base, "score", None)
+    for linear in [m for m in head.modules() if isinstance(m, torch.nn.Linear)] if head is not None else []:
+        if not getattr(linear, "_ftatlas_cast", False):  # peft keeps the original head and a trained copy
+            linear.register_forward_pre_hook(lambda mod, args: tuple(a.to(mod.weight.dtype) for a in args))
+            linear._ftatlas_cast = True
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, completion: str, text_form: bool) -> str:
@@ -163,5 +173,6 @@ def _load_reward_model(path: Path, device: str) -> tuple[Any, PreTrainedTokenize
         model = PeftModel.from_pretrained(load_recipe_base(recipe, dev).model, str(weights)).to(dev)
     else:
         model = load_model(str(weights), device=dev, head="reward").model
+    _head_takes_any_dtype(model)
     notes = run.read_json("objective.json") if (run.path / "objective.json").is_file() else {}
     return model.eval(), load_tokenizer(str(weights)), notes.get("form") == "text"

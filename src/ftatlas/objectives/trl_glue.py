@@ -30,6 +30,21 @@ REFERENCE_PRECOMPUTED = ("log-probs of the starting model computed once before t
                          "(precompute_reference=true), so no reference model is kept during training")
 
 
+# Method/trainer pairs that cannot work, and why (checked when the recipe is validated).
+FUSED_HEAD = ("TRL's {trainer} reads log-probs from a fused LM-head output that peft's AdaptionPrompt "
+              "(method adapter) forward does not produce; use lora, ia3, prefix or another method")
+VIRTUAL_TOKENS = ("TRL's experimental {trainer} aligns labels with logits without the virtual tokens that "
+                  "method {method} prepends; use lora, ia3, prefix or another method")
+
+
+def refuse_methods(recipe: Any, unsupported: dict[str, str], trainer: str) -> None:
+    """Stop a recipe whose method cannot run under this objective's trainer, saying why."""
+    why = unsupported.get(recipe.method.name)
+    if why is not None:
+        raise ValueError(f"objective {recipe.objective.name!r} cannot train with method {recipe.method.name!r}: "
+                         + why.format(trainer=trainer, method=recipe.method.name))
+
+
 def trl_args(ctx: TrainContext, args_class: type[TrainingArguments], has_eval: bool, **fields: Any) -> Any:
     """A TRL config carrying the recipe's settings plus the objective's own ``fields``."""
     return training_arguments(ctx, has_eval, args_class=args_class,
