@@ -14,7 +14,7 @@ from ftatlas.recipe import load_recipe
 from tests.conftest import tiny_recipe, write_jsonl
 
 runner = CliRunner()
-EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.yaml"))
+EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("examples").rglob("*.yaml"))
 
 
 def invoke(*args):

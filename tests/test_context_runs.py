@@ -90,3 +90,29 @@ def test_cli_context_options_are_checked(tiny_model_dir, tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["chat", str(tiny_model_dir), "-p", "hi", "--context", "rag", "--ctx", "k=0"])
     assert res.exit_code == 2 and "context 'rag'" in res.output and "context.k" in res.output
+
+
+def test_rag_cli_ingest_query_eval_info(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "fleet.md").write_text("The Albatross is a cargo ship built in Quorva.\n\nThe Bellwether is a ferry.")
+    (docs / "bad.txt").write_bytes(b"\x00\x01\x02")
+    idx = tmp_path / "idx"
+    res = runner.invoke(app, ["rag", "ingest", str(docs), "--index", str(idx)])
+    assert res.exit_code == 0, res.output
+    assert "2 added" in res.output and "1 failed" in res.output
+    assert "bad.txt: binary file" in res.output
+    again = runner.invoke(app, ["rag", "ingest", str(docs), "--index", str(idx)])
+    assert "2 unchanged" in again.output and "0 chunks embedded" in again.output
+    res = runner.invoke(app, ["rag", "query", str(idx), "Where was the Albatross built?", "-k", "1"])
+    assert res.exit_code == 0 and "fleet.md#0" in res.output and "Quorva" in res.output
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text(json.dumps({"question": "Where was the Albatross built?", "answer": "Quorva"}) + "\n")
+    res = runner.invoke(app, ["rag", "eval", str(idx), "--data", str(probes), "-k", "1"])
+    assert res.exit_code == 0 and "recall@1" in res.output and "100.0" in res.output
+    res = runner.invoke(app, ["rag", "info", str(idx)])
+    assert res.exit_code == 0 and '"chunks": 1' in res.output and '"failed_files": 1' in res.output
+    res = runner.invoke(app, ["rag", "query", str(tmp_path / "nope"), "q"])
+    assert res.exit_code == 2 and "is not a RAG index" in res.output
+    res = runner.invoke(app, ["context", "list"])
+    assert "rag:" in res.output and "index=<required>" in res.output

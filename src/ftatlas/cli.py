@@ -25,6 +25,8 @@ config_app = typer.Typer(help="Recipes: validate and show the schema.", no_args_
 app.add_typer(data_app, name="data")
 app.add_typer(methods_app, name="methods")
 app.add_typer(config_app, name="config")
+context_app = typer.Typer(help="The context axis (what the model sees at inference).", no_args_is_help=True)
+app.add_typer(context_app, name="context")
 rag_app = typer.Typer(help="Retrieval-augmented generation: build, query and score a document index.",
                       no_args_is_help=True)
 app.add_typer(rag_app, name="rag")
@@ -219,13 +221,15 @@ def data_inspect(
 @data_app.command("validate")
 def data_validate(
     file: Annotated[str, typer.Argument(help="data file")],
-    format: Annotated[str, typer.Option(help="auto, alpaca, sharegpt, messages, text")] = "auto",
+    format: Annotated[str, typer.Option(help="auto, alpaca, sharegpt, messages, text, trl, kto")] = "auto",
+    kind: Annotated[str, typer.Option(help="rows as an objective reads them: conversations, preference, "
+                                           "unpaired, prompts, text")] = "conversations",
 ) -> None:
     """Read every row; report the first problem with file, line and field."""
-    from ftatlas.data.readers import read_file
+    from ftatlas.data.splits import read_rows
 
     try:
-        rows = read_file(file, format)
+        rows = read_rows(file, format, kind)
     except USER_ERRORS as e:
         _fail(e)
     out.print(f"{file}: {len(rows)} rows OK")
@@ -268,10 +272,22 @@ def methods_list() -> None:
     """Every registered method with its parameters (generated from the registry)."""
     from ftatlas.methods import METHODS
 
-    for name in METHODS:
-        m = METHODS.get(name)
-        defaults = {k: v.get_default(call_default_factory=True) for k, v in m.Params.model_fields.items()}
-        fields = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+    _print_registry(METHODS)
+
+
+@context_app.command("list")
+def context_list() -> None:
+    """Every context mode with its parameters (generated from the registry)."""
+    from ftatlas.context import CONTEXTS
+
+    _print_registry(CONTEXTS)
+
+
+def _print_registry(registry) -> None:
+    for name in registry:
+        m = registry.get(name)
+        fields = ", ".join(f"{k}=<required>" if f.is_required() else f"{k}={f.get_default(call_default_factory=True)!r}"
+                           for k, f in m.Params.model_fields.items())
         out.print(f"[bold]{name}[/]: {m.summary}" + (f"\n    {fields}" if fields else ""), highlight=False)
 
 
