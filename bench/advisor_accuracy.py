@@ -1,0 +1,143 @@
+"""How right is `ftatlas advise`? Estimated vs measured peak memory and step time, every method, three models.
+
+Models: SmolLM2-135M and two tiny random Llama configs (saved with the SmolLM2 tokenizer). Data: 64 chat rows
+of about ``--length`` tokens each (so the data's length percentiles are one number). Each (model, method)
+trains ``--steps`` steps in a fresh subprocess (``ftatlas.advise.measure.dry_run``).
+
+Memory definition: measured = peak during ``trainer.train()`` minus the process baseline taken right after the
+base model is loaded (imports, data, tokenizer and base weights in the baseline); estimated = the advisor's
+peak minus its own estimate of the loaded base weights. CPU: resident set size; CUDA: max allocated.
+Time: median seconds of the steps after the first vs ``StepEstimate.seconds_per_step`` at the measured tokens
+per step. Targets: |memory error| <= 15 %, |time error| <= 30 %.
+
+    flock /tmp/ftatlas-heavy.lock python bench/advisor_accuracy.py            # all methods, ~10 min on 2 cores
+    python bench/advisor_accuracy.py --models tiny-a --methods lora,full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TINY = {  # name: LlamaConfig overrides
+    "tiny-a": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2),
+    "tiny-b": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
+                   num_key_value_heads=4),
+}
+WORDS = "apple river stone cloud maple tiger pearl ember frost lemon orbit piano quilt raven sugar tulip".split()
+
+
+def make_data(path: Path, n: int, length: int, seed: int = 0) -> Path:
+    """Rows whose question and answer are ~length/2 tokens each (about one token per word plus template)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(max(1, length // 2 - 8))]
+        rows.append({"messages": [{"role": "user", "content": "Repeat: " + " ".join(words)},
+                                  {"role": "assistant", "content": " ".join(words)}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def make_tiny(name: str, out: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftatlas.models.loading import load_tokenizer, resolve_source
+
+    tok = load_tokenizer(resolve_source("smollm2-135m"))
+    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=2048, tie_word_embeddings=True,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                      **TINY[name])
+    torch.manual_seed(0)
+    path = out / name
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def row(model: str, source: str, method: str, data: Path, steps: int, batch: int) -> dict:
+    from ftatlas.advise.advisor import candidate_params, data_facts, load_config
+    from ftatlas.advise.estimate import Arch, StepSpec, estimate_step
+    from ftatlas.advise.measure import device_throughput, dry_run
+    from ftatlas.models.device import resolve_precision
+
+    config = load_config(source)
+    facts = data_facts(source, str(data), max_length=512)
+    precision = resolve_precision("auto", "cpu")
+    spec = StepSpec(batch_size=batch, autocast=precision.autocast is not None)
+    params = candidate_params(method, config)
+    est = estimate_step(config, method, facts.shape, spec, params)
+    recipe = {"model": {"name": source}, "data": {"train": str(data), "eval_split": 0.0, "max_length": 512},
+              "method": {"name": method, **params}, "train": {"batch_size": batch, "lr": 1e-4}}
+    t0 = time.time()
+    got = dry_run(recipe, steps=steps)
+    out = {"model": model, "method": method}
+    if "error" in got:
+        return out | {"error": got["error"]}
+    tp = device_throughput("cpu", Arch.from_config(config), int(got["tokens_per_step"]), spec.autocast)
+    est_delta = est.peak_bytes - est.base_bytes
+    est_time = est.seconds_per_step(tp, int(got["tokens_per_step"]))
+    print(f"{model}/{method}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    return out | {"est_mib": est_delta / 2**20, "meas_mib": got["delta_bytes"] / 2**20,
+                  "mem_err": est_delta / got["delta_bytes"] - 1 if got["delta_bytes"] > 0 else float("nan"),
+                  "est_s": est_time, "meas_s": got["step_seconds"], "time_err": est_time / got["step_seconds"] - 1}
+
+
+def markdown(rows: list[dict], length: int, batch: int) -> str:
+    lines = ["| model | method | est. Δmem MiB | measured Δmem MiB | mem error | est. s/step | measured s/step "
+             "| time error |\n|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['method']} | failed: {r['error'][:70]} | | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['method']} | {r['est_mib']:.0f} | {r['meas_mib']:.0f} | "
+                     f"{100 * r['mem_err']:+.0f}% | {r['est_s']:.3f} | {r['meas_s']:.3f} | "
+                     f"{100 * r['time_err']:+.0f}% |")
+    ok = [r for r in rows if "error" not in r]
+    if ok:
+        mem_in = sum(abs(r["mem_err"]) <= 0.15 for r in ok)
+        time_in = sum(abs(r["time_err"]) <= 0.30 for r in ok)
+        lines.append(f"\n{len(ok)} runs (rows of ~{length} tokens, batch {batch}): memory within ±15% in {mem_in}, "
+                     f"time within ±30% in {time_in}; median |mem error| "
+                     f"{100 * sorted(abs(r['mem_err']) for r in ok)[len(ok) // 2]:.0f}%, median |time error| "
+                     f"{100 * sorted(abs(r['time_err']) for r in ok)[len(ok) // 2]:.0f}%.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2-135m,tiny-a,tiny-b")
+    ap.add_argument("--methods", default="", help="comma-separated; default: every registered method but none")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--length", type=int, default=128)
+    args = ap.parse_args()
+    from ftatlas.methods import METHODS
+
+    methods = [m for m in args.methods.split(",") if m] or [m for m in METHODS.names() if m != "none"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_data(Path(tmp) / "rows.jsonl", 64, args.length)
+        for model in args.models.split(","):
+            source = model if model not in TINY else str(make_tiny(model, Path(tmp)))
+            for m in methods:
+                rows.append(row(model, source, m, data, args.steps, args.batch))
+    table = markdown(rows, args.length, args.batch)
+    print(table)
+    if not args.methods and args.models == ap.get_default("models"):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "advisor_accuracy.md").write_text(table + "\n")
+        (RESULTS / "advisor_accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""`ftatlas advise`: the seeds decision map, resource estimates per method, ready recipes, a measured dry run."""

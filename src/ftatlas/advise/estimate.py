@@ -1,0 +1,294 @@
+"""Peak memory and time of one training step of a method, from the model config, the data's lengths and the batch.
+
+Parameters, gradients and optimizer states come from ``methods.memory.estimate_memory`` (exact counts from a
+meta-device build). This module adds what that leaves out, modelled on ftatlas's own SFT path
+(objectives/sft.py): padding-free packing (a micro-batch is its rows end to end, so its tokens are
+``batch_size x`` the row length), per-sequence attention (no ``T x T`` mask), and chunked cross-entropy
+(models/chunked_ce.py: logits only for loss rows, ``loss_chunk`` rows at a time) where the method allows it.
+
+Activations saved for backward, per token and decoder layer (``a`` = bytes of the autocast dtype, ``r`` = bytes
+of the fp32 residual stream; Llama-style block, SwiGLU MLP, grouped-query attention):
+
+* two RMSNorms: the input of each (``r*h``), plus the normalised tensor when the norm weights train (``r*h``);
+* the autocast copy of each norm output fed to the projections (``a*h`` twice);
+* attention: q (``a*hq``), k and v (``a*kv`` each), the per-sequence outputs, their concatenation and the
+  o_proj input (``3*a*hq``) -> ``a*(4*hq + 2*kv)``;
+* MLP: gate, silu(gate), up and their product (``4*a*i``);
+* adapters: a LoRA-style module saves its dropout output (``a*in``, if dropout > 0) and its low-rank
+  intermediate (``a*r``).
+
+Only layers that gradients flow through save anything (a frozen lower stack under ``freeze`` saves
+nothing). Gradient checkpointing keeps each layer's input (``r*h``) plus one layer's full set while it is
+recomputed. Under autocast, the bf16 copy of every linear weight in those layers is kept for backward
+(``2`` bytes/param). Peak = weights + optimizer states + autocast copies + the larger of (activations +
+loss buffers) and (gradients), plus the tied head/embedding gradient; or the optimizer step (weights,
+gradients, states and one parameter's temporaries), whichever is larger.
+
+Time: FLOPs per token = forward ``2N`` (N = matmul parameters of the layers + the LM head for loss rows)
++ causal attention ``2*L*hq*s``; backward ``2x`` forward through layers whose weights train, ``1x`` through
+frozen layers gradients flow through (input gradients only), nothing below; checkpointing adds a
+forward. Seconds = FLOPs / the device's measured matmul rate at the model's shapes, plus the bytes the
+step moves (activations written and read, optimizer update) / the measured memory bandwidth.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+from transformers import AutoModelForCausalLM, PretrainedConfig
+
+from ftatlas.methods import METHODS
+from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
+
+PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the model's own head (no chunking)
+# Op counts for the dispatch term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
+# backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
+# What the first training step adds to a CPU process regardless of the model (autograd engine and its threads,
+# oneDNN kernel caches, optimizer and Trainer state): measured on this project's 2-core CPU with the 2-layer,
+# 64-wide tiny model, whose own tensors are a few MB. CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 48 * 2**20, "cuda": 0}
+OPS_PER_LAYER = 40
+OPS_PER_ADAPTER = 3 * 5
+OPS_PER_TENSOR_UPDATE = 12
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The shape numbers of a decoder-only transformer that the estimates need."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig) -> Arch:
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return cls(config.num_hidden_layers, config.hidden_size, config.intermediate_size, heads,
+                   getattr(config, "num_key_value_heads", None) or heads, head_dim, config.vocab_size,
+                   bool(getattr(config, "tie_word_embeddings", False)))
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def layer_linear_params(self) -> int:
+        """q, k, v, o, gate, up, down weights of one block."""
+        h = self.hidden
+        return h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h + 3 * h * self.intermediate
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """Token lengths of the training rows after templating (what packing puts end to end)."""
+
+    rows: int
+    mean: float
+    p50: int
+    p90: int
+    p99: int
+    max: int
+    loss_share: float = 1.0
+
+    @classmethod
+    def from_lengths(cls, lengths: list[int], loss_tokens: int | None = None) -> DataShape:
+        if not lengths:
+            raise ValueError("no rows to estimate from")
+        s = sorted(lengths)
+
+        def pct(q: float) -> int:
+            return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+        total = sum(s)
+        share = loss_tokens / total if loss_tokens is not None and total else 1.0
+        return cls(len(s), total / len(s), pct(0.5), pct(0.9), pct(0.99), s[-1], share)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """The training settings that change memory and time (mirrors recipe TrainSpec fields)."""
+
+    batch_size: int = 8
+    autocast: bool = True  # bf16 autocast over fp32 master weights
+    gradient_checkpointing: bool = False
+    chunked_loss: bool = True
+    loss_chunk: int = 1024
+    optimizer: str = "adamw"
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Measured (or tabled) device rates: matmul FLOP/s at the model's shapes and memory bytes/s."""
+
+    flops: float
+    bandwidth: float
+    source: str = "measured"
+    op_seconds: float = 0.0  # fixed cost of one small tensor op (dispatch), dominant for tiny models
+
+
+@dataclass
+class StepEstimate:
+    method: str
+    params: MemoryEstimate
+    tokens: int  # tokens in the largest micro-batch
+    base_bytes: int  # the base model as loaded (before the method adds anything)
+    parts: dict[str, int] = field(default_factory=dict)  # activations, autocast copies, loss, opt temp
+    peak_bytes: int = 0
+    flops_per_token: float = 0.0
+    moved_bytes_per_token: float = 0.0
+    ops_per_step: int = 0  # tensor ops launched per step (forward, backward, optimizer)
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.parts["activations"]
+
+    def seconds_per_step(self, tp: Throughput, tokens: int | None = None) -> float:
+        n = tokens if tokens is not None else self.tokens
+        return n * (self.flops_per_token / tp.flops + self.moved_bytes_per_token / tp.bandwidth) + \
+            self.parts["optimizer_moved"] / tp.bandwidth + self.ops_per_step * tp.op_seconds
+
+    def seconds_per_epoch(self, tp: Throughput, data: DataShape, batch_size: int) -> float:
+        steps = -(-data.rows // batch_size)
+        return data.rows * data.mean * (self.flops_per_token / tp.flops + self.moved_bytes_per_token / tp.bandwidth) \
+            + steps * (self.parts["optimizer_moved"] / tp.bandwidth + self.ops_per_step * tp.op_seconds)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where gradients flow and what trains, read off the method applied to a meta model."""
+
+    first_grad_layer: int  # lowest block that saves activations (layers if none)
+    norms_train: bool
+    weights_train_layers: int  # blocks whose big linear weights train (full/freeze)
+    head_trains: bool
+    chunkable: bool
+    adapter_in_features: int  # sum of in_features + rank of LoRA-style modules per layer (per token)
+    largest_trainable: int
+    adapter_modules: int = 0
+    trainable_tensors: int = 0
+
+
+def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch) -> _Layout:
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    entry = METHODS.get("lora" if method == "qlora" else method)
+    model = entry().apply(model, _meta_safe(params))
+    first = arch.layers
+    norms = head = False
+    weight_layers: set[int] = set()
+    largest = tensors = 0
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        largest = max(largest, p.numel())
+        tensors += 1
+        m = _LAYER.search(name)
+        if m:
+            first = min(first, int(m.group(1)))
+            if "norm" in name:
+                norms = True
+            elif p.dim() == 2 and "lora_" not in name and p.numel() >= arch.hidden * arch.kv_dim:
+                weight_layers.add(int(m.group(1)))
+        elif "embed" in name or "lm_head" in name:
+            head = head or p.dim() == 2
+            first = 0 if "embed" in name else first
+    if method in PROMPT_LEARNING:
+        first = 0  # virtual tokens enter below the first block
+    adapter = modules = 0
+    dropout = getattr(params, "dropout", 0.0) or 0.0
+    for mod in model.modules():
+        ranks = getattr(mod, "r", None)
+        base = getattr(mod, "base_layer", None)
+        if isinstance(ranks, dict) and isinstance(base, nn.Linear) and ranks:
+            r = next(iter(ranks.values()))
+            adapter += r + (base.in_features if dropout > 0 else 0)
+            modules += 1
+    chunkable = method not in PROMPT_LEARNING
+    return _Layout(first, norms, len(weight_layers), head, chunkable, adapter // max(arch.layers, 1), largest,
+                   modules, tensors)
+
+
+def _base_bytes(config: PretrainedConfig, method: str, weight_bytes: int, mem: MemoryEstimate) -> int:
+    """Bytes of the base model as the method loads it: 4-bit linears for qlora, else every weight at weight_bytes."""
+    if method == "qlora":
+        return mem.frozen_bytes
+    return estimate_memory(config, "none", weight_bytes=weight_bytes).frozen_bytes
+
+
+def activation_bytes_per_token_layer(arch: Arch, act: int, resid: int, norms_train: bool, adapter: int) -> int:
+    """Bytes one block saves for backward per token (see the module docstring for each term)."""
+    h, hq, kv, i = arch.hidden, arch.q_dim, arch.kv_dim, arch.intermediate
+    norms = 2 * resid * h * (2 if norms_train else 1)
+    return norms + act * (2 * h + 4 * hq + 2 * kv + 4 * i + adapter)
+
+
+def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: StepSpec,
+                  params: BaseModel | dict[str, Any] | None = None) -> StepEstimate:
+    """Peak bytes and per-token work of one training step of ``method`` on batches of ``data``'s rows."""
+    entry = METHODS.get(method)
+    p = params if isinstance(params, BaseModel) else entry.Params(**(params or {}))
+    arch = Arch.from_config(config)
+    mem = estimate_memory(config, method, p, weight_bytes=4, optimizer=step.optimizer)
+    lay = _layout(config, method, p, arch)
+    act = 2 if step.autocast else 4
+    resid = 4
+    grad_layers = arch.layers - lay.first_grad_layer
+    tokens = step.batch_size * data.p90  # the largest micro-batches set the peak
+    if method in ("prompt", "ptuning"):
+        tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
+    loss_rows = max(1, round(tokens * data.loss_share))
+    per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)
+    if step.gradient_checkpointing:
+        activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
+    else:
+        activations = tokens * grad_layers * per_layer
+    copies = 2 * grad_layers * arch.layer_linear_params if step.autocast and method != "qlora" else 0
+    vh = arch.vocab * arch.hidden
+    if lay.chunkable and step.chunked_loss:
+        c = min(step.loss_chunk, loss_rows)
+        loss_transient = vh * act + c * arch.vocab * (4 + act)
+        loss_saved = 2 * loss_rows * arch.hidden * 4 + (vh * 4 if lay.head_trains else 0)
+        head_rows = loss_rows
+    else:  # the model's own loss: bf16 logits, their fp32 upcast, log-softmax and its gradient
+        loss_transient = tokens * arch.vocab * (act + 12)
+        loss_saved = 0
+        head_rows = tokens
+    head_grad = vh * 4 if lay.head_trains else 0
+    fwd_bwd = max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved + loss_transient
+    opt_temp = 2 * lay.largest_trainable * 4 if mem.trainable_params else 0
+    opt_step = mem.grad_bytes + opt_temp
+    base = _base_bytes(config, method, 4, mem)
+    static = mem.frozen_bytes + mem.trainable_bytes + mem.optimizer_bytes
+    runtime = RUNTIME_BYTES.get(step.device, 0)
+    peak = static + max(copies + fwd_bwd, opt_step) + runtime
+    # work per token
+    layer_fwd = 2 * arch.layer_linear_params + 2 * arch.q_dim * data.mean  # causal attention over ~s/2 keys, x2
+    fwd = arch.layers * layer_fwd + 2 * vh * head_rows / max(tokens, 1)
+    train_w = lay.weights_train_layers
+    bwd = (grad_layers + train_w) * layer_fwd + (2 if lay.head_trains else 1) * 2 * vh * head_rows / max(tokens, 1)
+    if step.gradient_checkpointing:
+        bwd += grad_layers * layer_fwd
+    moved = 3 * grad_layers * per_layer + arch.layers * per_layer  # saved: written, read twice; frozen: written
+    opt_moved = mem.trainable_params * (4 * 4 + 4 * 4)  # weight, grad, two states read and written
+    ops = arch.layers * OPS_PER_LAYER + grad_layers * 2 * OPS_PER_LAYER + lay.adapter_modules * OPS_PER_ADAPTER \
+        + lay.trainable_tensors * OPS_PER_TENSOR_UPDATE
+    parts = {"activations": int(activations), "autocast_copies": int(copies), "loss": int(loss_saved + loss_transient),
+             "optimizer_temp": int(opt_temp), "runtime": runtime, "optimizer_moved": int(opt_moved)}
+    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), float(moved), int(ops))

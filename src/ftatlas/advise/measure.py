@@ -1,0 +1,178 @@
+"""Measurements for the advisor: the device's matmul rate and memory bandwidth, and a dry run of real steps.
+
+``device_throughput`` times a matmul at the model's own shapes (tokens x hidden @ hidden x intermediate, in
+the autocast dtype) and a large tensor copy, and caches both per device in ``~/.cache/ftatlas/advise``.
+Without the device at hand (``--device cuda`` on a CPU machine) it falls back to a table of known GPUs.
+
+``dry_run`` trains a recipe for a few optimizer steps in a fresh subprocess and reports:
+
+* ``delta_bytes``: peak memory during training minus the baseline taken right after the base model is
+  loaded (imports, tokenizer, data and the base weights are in the baseline; the method's own weights,
+  gradients, optimizer states, activations and loss buffers are in the delta). CPU: resident set size
+  sampled every 20 ms; CUDA: ``torch.cuda.max_memory_allocated``.
+* ``step_seconds``: median wall time of the steps after the first (the first pays one-off setup).
+* ``tokens_per_s``: training tokens seen / training seconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from ftatlas.advise.estimate import Arch, Throughput
+
+# bf16 dense matmul FLOP/s and memory bandwidth of common GPUs, for advice about a machine we are not on.
+KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
+    "RTX 3090 (24 GB)": (24, 71e12, 936e9),
+    "RTX 4090 (24 GB)": (24, 165e12, 1008e9),
+    "V100 (32 GB)": (32, 125e12, 900e9),
+    "A100 (40/80 GB)": (40, 312e12, 1555e9),
+    "H100 (80 GB)": (80, 989e12, 3350e9),
+}
+
+
+def cache_file() -> Path:
+    from ftatlas.models.loading import cache_root
+
+    return cache_root() / "advise" / "throughput.json"
+
+
+def _device_key(device: str, dtype: torch.dtype, m: int, k: int, n: int) -> str:
+    name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
+    return f"v2|{device}|{name}|{torch.get_num_threads()}|{dtype}|{m}x{k}x{n}"
+
+
+def _time(fn: Any, device: str, min_seconds: float = 0.3) -> float:
+    fn()
+    fn()
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        reps += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        if dt >= min_seconds:
+            return dt / reps
+
+
+def tabled_gpu(memory_gb: float | None) -> tuple[str, Throughput]:
+    """The smallest known GPU with at least ``memory_gb`` (A100 when unknown)."""
+    fits = [k for k, v in KNOWN_GPUS.items() if memory_gb is not None and v[0] >= memory_gb - 0.5]
+    name = min(fits, key=lambda k: KNOWN_GPUS[k][0]) if fits else "A100 (40/80 GB)"
+    _gb, flops, bw = KNOWN_GPUS[name]
+    return name, Throughput(flops * 0.5, bw * 0.7, f"tabled {name}, 50% of dense bf16 peak", 10e-6)
+
+
+def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memory_gb: float | None = None,
+                      use_cache: bool = True) -> Throughput:
+    """Matmul FLOP/s at the model's shapes and copy bandwidth on ``device`` (cached); tabled if absent."""
+    if device == "cuda" and not torch.cuda.is_available():
+        return tabled_gpu(memory_gb)[1]
+    dtype = torch.bfloat16 if autocast else torch.float32
+    m = max(64, min(tokens, 4096))
+    key = _device_key(device, dtype, m, arch.hidden, arch.intermediate)
+    path = cache_file()
+    cache = json.loads(path.read_text()) if use_cache and path.is_file() else {}
+    if key in cache:
+        return Throughput(*cache[key])
+    a = torch.randn(m, arch.hidden, device=device, dtype=dtype)
+    b = torch.randn(arch.hidden, arch.intermediate, device=device, dtype=dtype)
+    flops = 2 * m * arch.hidden * arch.intermediate / _time(lambda: a @ b, device)
+    big = torch.empty(32 * 2**20, device=device, dtype=torch.float32)  # 128 MiB: past the caches
+    dst = torch.empty_like(big)
+    bandwidth = 2 * big.numel() * 4 / _time(lambda: dst.copy_(big), device)
+    x = torch.randn(64, device=device)
+    op = _time(lambda: x.add_(1.0), device, 0.1)
+    result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)", op)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cache[key] = [result.flops, result.bandwidth, result.source, result.op_seconds]
+        path.write_text(json.dumps(cache, indent=1))
+    return result
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._t = 0.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._t = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.times.append(time.perf_counter() - self._t)
+
+
+def _baseline(device: str) -> int:
+    from ftatlas.measure import rss_bytes
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated()
+    return rss_bytes()
+
+
+def run_steps(recipe_data: dict[str, Any]) -> dict[str, Any]:
+    """Train ``recipe_data`` for its ``train.max_steps`` in this process; memory delta and step times."""
+    from ftatlas.measure import Measure
+    from ftatlas.methods import METHODS
+    from ftatlas.objectives import OBJECTIVES, TrainContext
+    from ftatlas.pipeline import prepare
+    from ftatlas.recipe import build_recipe
+
+    recipe = build_recipe(recipe_data, source="dry run")
+    session = prepare(recipe, progress=False)
+    base = _baseline(session.device)
+    model = METHODS.get(recipe.method.name)().apply(session.loaded.model, recipe.method_params())
+    objective = OBJECTIVES.get(recipe.objective.name)()
+    trainer = objective.build(TrainContext(recipe, model, session.loaded.tokenizer, session.splits.train,
+                                           session.splits.eval, session.run, session.device, session.precision,
+                                           False))
+    timer = StepTimer()
+    trainer.add_callback(timer)
+    with Measure(session.device) as m:
+        trainer.train()
+    steps = max(len(timer.times), 1)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    later = timer.times[1:] or timer.times
+    return {"method": recipe.method.name, "baseline_bytes": base, "peak_bytes": m.stats.peak_bytes,
+            "delta_bytes": m.stats.peak_bytes - base, "kind": m.stats.kind, "steps": steps,
+            "step_seconds": statistics.median(later) if later else 0.0, "tokens_per_step": tokens / steps,
+            "tokens_per_s": tokens / m.stats.seconds if m.stats.seconds else 0.0}
+
+
+def dry_run(recipe_data: dict[str, Any], steps: int = 3, timeout: float = 600) -> dict[str, Any]:
+    """``run_steps`` in a fresh subprocess (so one candidate's memory never pollutes the next)."""
+    with tempfile.TemporaryDirectory() as out:
+        data = json.loads(json.dumps(recipe_data))
+        data.setdefault("train", {}).update({"max_steps": steps, "log_every": 1, "save_every": 0, "eval_every": 0})
+        data["output"] = {"dir": out, "name": "dry-run", "overwrite": True}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "ftatlas.advise.measure"], input=json.dumps(data),
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s"}
+    row = next((json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")), None)
+    if row is None:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}, no output"}
+    return row
+
+
+if __name__ == "__main__":  # child of dry_run: recipe JSON on stdin, one ROW line on stdout
+    print("ROW " + json.dumps(run_steps(json.loads(sys.stdin.read()))), flush=True)
