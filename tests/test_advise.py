@@ -1,0 +1,173 @@
+"""`ftatlas advise`: the decision map's every branch, the memory model's parts, recipes, bad input, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+from typer.testing import CliRunner
+
+from ftatlas.advise.advisor import advise, parse_duration, parse_size
+from ftatlas.advise.decision_map import EDGES, ENOUGH_ROWS, NODES, Facts, mermaid, walk
+from ftatlas.advise.estimate import (
+    RUNTIME_BYTES,
+    Arch,
+    DataShape,
+    StepSpec,
+    activation_bytes_per_token_layer,
+    estimate_step,
+)
+from ftatlas.advise.recipes import plan, write_recipes
+from ftatlas.cli import app
+from ftatlas.methods import METHODS, count_params
+from ftatlas.models.loading import ModelLoadError
+from ftatlas.recipe import load_recipe
+from tests.conftest import tiny_config, write_jsonl
+
+ALL = frozenset({"full", "freeze", "lora", "qlora", "adapter", "prefix", "bitfit", "ia3", "lntuning"})
+
+
+@pytest.mark.parametrize("facts, path", [
+    (Facts("task", ENOUGH_ROWS, ALL), "ABC"),
+    (Facts("task", 300, ALL, answer_p50=1, distinct_answers=3), "ABDE"),
+    (Facts("style", 300, ALL, answer_p50=40, distinct_answers=300), "ABDFGO"),
+    (Facts("task", 300, frozenset({"bitfit", "freeze"}), answer_p50=40, distinct_answers=300), "ABDFHI"),
+    (Facts("chat", 300, ALL), "ABDFHJKO"),
+    (Facts("knowledge", 5000, ALL), "ABDFHJLMO"),
+    (Facts("task", 300, frozenset(), answer_p50=40, distinct_answers=300), "ABDFHJLN"),
+])
+def test_walk_takes_every_branch(facts, path):
+    w = walk(facts)
+    assert "".join(w.path) == path
+    assert all(s.answer in ("Да", "Нет") for s in w.steps if NODES[s.node].question)
+
+
+def test_walk_rejects_unknown_goal():
+    with pytest.raises(ValueError, match="unknown goal"):
+        walk(Facts("poetry", 10, ALL))
+
+
+def test_map_matches_the_seeds_flowchart_and_highlights_the_path():
+    assert len(NODES) == 15 and len(EDGES) == 16
+    assert {t for s, t, _ in EDGES if s in ("G", "K", "M")} == {"O"}
+    text = mermaid(walk(Facts("chat", 300, ALL)))
+    assert text.startswith("flowchart TD") and "class A,B,D,F,H,J,K,O taken" in text
+    hot = [i for i, (s, t, _) in enumerate(EDGES) if (s, t) in {("J", "K"), ("K", "O"), ("A", "B")}]
+    style = next(line for line in text.splitlines() if line.startswith("linkStyle"))
+    assert all(str(i) in style.split()[1].split(",") for i in hot)
+    assert "linkStyle" not in mermaid()
+
+
+@pytest.fixture(scope="module")
+def cfg(tokenizer):
+    return tiny_config(tokenizer)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "freeze", "ia3", "prefix"])
+def test_trainable_params_match_a_real_model(cfg, method):
+    torch.manual_seed(0)
+    real = count_params(METHODS.get(method)().apply(LlamaForCausalLM(cfg), METHODS.get(method).Params()))
+    est = estimate_step(cfg, method, DataShape.from_lengths([32] * 8), StepSpec(batch_size=2))
+    assert est.params.trainable_params == real.trainable
+    assert est.params.grad_bytes == 4 * real.trainable and est.params.optimizer_bytes == 8 * real.trainable
+
+
+def test_activations_follow_the_hand_formula(cfg):
+    arch = Arch.from_config(cfg)  # h 64, q 64, kv 32, i 128, 2 layers
+    # full: both norms' inputs and normalised tensors in fp32 (2*2*4*64), bf16 copies/attention/MLP 2*(128+256+64+512)
+    assert activation_bytes_per_token_layer(arch, 2, 4, True, 0) == 1024 + 1920
+    data = DataShape.from_lengths([50] * 10)
+    full = estimate_step(cfg, "full", data, StepSpec(batch_size=4))
+    assert full.tokens == 200 and full.activation_bytes == 200 * 2 * (1024 + 1920)
+    # lora (all-linear, r 16, dropout): frozen norms; per layer the dropout outputs (6 x 64 in + 128 for down) + ranks
+    lora = estimate_step(cfg, "lora", data, StepSpec(batch_size=4))
+    assert lora.activation_bytes == 200 * 2 * (512 + 2 * (960 + 6 * 64 + 128 + 7 * 16))
+    # freeze top 1 of 2 layers: only that layer saves; checkpointing keeps layer inputs plus one layer's set
+    top = estimate_step(cfg, "freeze", data, StepSpec(batch_size=4), {"top_n": 1})
+    assert top.activation_bytes == 200 * 1 * (1024 + 1920)
+    ckpt = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=True))
+    assert ckpt.activation_bytes == 200 * (2 * 4 * 64 + 1024 + 1920)
+    # fp32 (no autocast): twice the bf16 terms, no weight copies
+    fp32 = estimate_step(cfg, "full", data, StepSpec(batch_size=4, autocast=False))
+    assert fp32.activation_bytes == 200 * 2 * (1024 + 2 * 1920) and fp32.parts["autocast_copies"] == 0
+    assert full.parts["autocast_copies"] == 2 * 2 * arch.layer_linear_params
+    assert full.peak_bytes > lora.peak_bytes > top.params.frozen_bytes + RUNTIME_BYTES["cpu"]
+
+
+def test_prompt_learning_pays_full_logits(cfg):
+    data = DataShape.from_lengths([50] * 10, loss_tokens=50)
+    chunked = estimate_step(cfg, "ia3", data, StepSpec(batch_size=4))
+    prompt = estimate_step(cfg, "prefix", data, StepSpec(batch_size=4))
+    assert prompt.parts["loss"] == 200 * cfg.vocab_size * 14
+    assert chunked.parts["loss"] < prompt.parts["loss"]
+
+
+def test_sizes_and_durations():
+    assert parse_size("24GB") == 24 and parse_size("512MB") == 0.512 and parse_size("16") == 16
+    assert parse_duration("2h") == 7200 and parse_duration("90m") == 5400
+    with pytest.raises(ValueError, match="--memory"):
+        parse_size("lots")
+
+
+@pytest.mark.parametrize("goal", ["task", "style", "knowledge", "chat", "alignment", "reasoning"])
+def test_recipes_for_every_goal_validate(tmp_path, tiny_model_dir, chat_file, goal):
+    recipes = plan(goal, str(tiny_model_dir), str(chat_file), "lora", {}, 4, 128, str(tmp_path / "index"))
+    written = write_recipes(tmp_path / "advice", recipes)
+    assert written and all(load_recipe(w.path) for w in written)
+    if goal == "knowledge":
+        assert [load_recipe(w.path).method.name for w in written] == ["none", "lora"]
+    if goal == "chat":
+        assert [load_recipe(w.path).objective.name for w in written] == ["sft", "dpo"]
+
+
+def test_bad_inputs_get_answers(tiny_model_dir, chat_file, tmp_path):
+    with pytest.raises(ModelLoadError, match="not an alias"):
+        advise("no-such-model", str(chat_file), "task")
+    with pytest.raises(FileNotFoundError, match="neither a file"):
+        advise(str(tiny_model_dir), str(tmp_path / "missing.jsonl"), "task")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        advise(str(tiny_model_dir), str(bad), "task")
+    a = advise(str(tiny_model_dir), str(chat_file), "task", memory_gb=0.001)
+    assert a.method == "none" and "".join(a.walk.path).endswith("N")
+    assert any(n.startswith("nothing fits in 0 GB; smallest option is") and "consider RAG/ICL" in n
+               for n in a.notes)
+
+
+def test_advice_numbers(tiny_model_dir, chat_file):
+    a = advise(str(tiny_model_dir), str(chat_file), "task", memory_gb=8, batch_size=4, few_shot_k=2)
+    assert a.method == "lora" and a.data.shape.rows == 24
+    few = next(n for n in a.notes if n.startswith("tokens per request"))
+    assert "2-shot" in few
+    assert any("24 training rows is little for lora" in n for n in a.notes)
+    lora = next(r for r in a.rows if r.method == "lora")
+    assert lora.fits and lora.epoch_seconds > 0
+
+
+def test_cli_advise_end_to_end(tiny_model_dir, chat_file, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "advice"
+    res = runner.invoke(app, ["advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "chat",
+                              "--memory", "4GB", "--batch-size", "4", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "decision map" in res.output and "recommended: lora" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["lora-dpo.yaml", "lora-sft.yaml"]
+    load_recipe(out / "lora-sft.yaml")
+    res = runner.invoke(app, ["advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "chat",
+                              "--format", "mermaid", "--out", str(out)])
+    assert res.exit_code == 0 and res.output.startswith("flowchart TD") and "class A,B" in res.output
+    res = runner.invoke(app, ["advise", "--model", "nope", "--data", str(chat_file)])
+    assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_measure_runs_real_steps(tiny_model_dir, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": str(i)}]}
+            for i in range(12)]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    from ftatlas.advise.measure import dry_run
+
+    got = dry_run({"model": {"name": str(tiny_model_dir)}, "data": {"train": str(data), "eval_split": 0.0},
+                   "method": {"name": "lora", "r": 4}, "train": {"batch_size": 4, "precision": "fp32"}}, steps=2)
+    assert "error" not in got, got
+    assert got["steps"] == 2 and got["delta_bytes"] > 0 and got["tokens_per_s"] > 0
