@@ -19,8 +19,19 @@ from ftatlas.registry import UnknownNameError
 
 
 def test_registered_names():
-    assert METRICS.names() == ["contains", "exact_match", "json_match", "normalized_match", "token_f1"]
+    assert METRICS.names() == ["contains", "exact_match", "json_match", "normalized_match", "shape_match", "token_f1"]
     assert METRICS.get("token_f1") is token_f1
+
+
+def test_shape_match_scores_form_apart_from_facts():
+    from ftatlas.evaluate.metrics import shape_match
+
+    assert shape_match("110 grams", "870 grams") == 1.0  # right form, wrong fact
+    assert shape_match("Juno Askari.", "Maelis Vantorre") == 1.0
+    assert shape_match("8,340 crowns", "310 crowns") == 1.0
+    assert shape_match("The unit weighs 870 grams", "870 grams") == 0.0  # right fact, house form missed
+    assert shape_match("870 kilograms", "870 grams") == 0.0
+    assert shape_match("", "") == 0.0
 
 
 def test_normalize():
@@ -230,5 +241,5 @@ def test_score_unknown_metric_lists_known():
         score(["exact_match", "bleu"], ["a"], ["a"])
     msg = str(info.value)
     assert "unknown metric 'bleu'" in msg
-    assert "known: contains, exact_match, json_match, normalized_match, token_f1" in msg
+    assert "known: contains, exact_match, json_match, normalized_match, shape_match, token_f1" in msg
     assert isinstance(info.value, KeyError)

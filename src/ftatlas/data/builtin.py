@@ -111,5 +111,5 @@ BUILTINS: dict[str, Callable[..., list[Conversation]]] = {"contacts": contacts, 
 PREFERENCE_BUILTINS: dict[str, Callable[..., list[PreferencePair]]] = {"contacts": contact_pairs}
 # Metric each built-in task is scored with by default.
 BUILTIN_METRICS: dict[str, list[str]] = {"contacts": ["json_match", "exact_match"],
-                                         "knowledge": ["normalized_match", "contains"],
+                                         "knowledge": ["contains", "shape_match", "normalized_match"],
                                          "ages": ["exact_match", "contains"]}

@@ -41,6 +41,25 @@ def contains(prediction: str, reference: str) -> float:
     return float(ref in pred) if ref else float(not pred)
 
 
+_NUMBER = re.compile(r"^[-+]?\d[\d,.]*$")
+_PUNCT_BUT_NUMERIC = str.maketrans("", "", "".join(c for c in string.punctuation if c not in ",.-+"))
+
+
+def shape(text: str) -> list[str]:
+    """Words with numbers as ``<num>`` and capitalised words as ``<Name>``: what is left is the form."""
+    words = text.strip().rstrip(".").translate(_PUNCT_BUT_NUMERIC).split()
+    return ["<num>" if _NUMBER.match(w) else "<Name>" if w[:1].isupper() else w.lower() for w in words]
+
+
+@METRICS.register("shape_match")
+def shape_match(prediction: str, reference: str) -> float:
+    """The answer has the reference's form, whatever the facts: ``110 grams`` matches ``870 grams`` and
+    ``Juno Askari`` matches ``Maelis Vantorre``, but ``The unit weighs 870 grams`` does not. Measures
+    format/style apart from knowledge."""
+    ref = shape(reference)
+    return float(bool(ref) and shape(prediction) == ref)
+
+
 @METRICS.register("token_f1")
 def token_f1(prediction: str, reference: str) -> float:
     """F1 over normalised whitespace tokens (bag of words)."""
