@@ -80,6 +80,9 @@ class TrainSpec(Strict):
         "padding_free", description="sft: off = right-padded batches; padding_free = each micro-batch's rows end "
         "to end in one row, no padding, attention kept per sequence; best_fit = the same, with micro-batches "
         "grouped by a token budget (pack_tokens) instead of batch_size")
+    packed_attention: Literal["varlen", "mask"] = Field(
+        "varlen", description="packed rows: varlen = causal SDPA per sequence; mask = transformers' dense "
+        "block-diagonal mask (T x T work; for other attention implementations)")
     pack_tokens: int | None = Field(
         None, ge=8, description="best_fit token budget per micro-batch; default batch_size x mean row length")
     chunked_loss: bool = Field(

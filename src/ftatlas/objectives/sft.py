@@ -104,8 +104,9 @@ class SFT(Objective):
         t = ctx.recipe.train
         packed = t.packing != "off"
         extra = check_cuda_options(t, ctx.device)
-        if packed:
+        if packed and t.packed_attention == "varlen":
             use_varlen_attention(ctx.model)  # per-sequence attention; other implementations still see the boundaries
+        if packed:
             extra["include_num_input_tokens_seen"] = "all"  # a packed row has no padding (pad id may be eos)
         if t.compile:
             compile_blocks(ctx.model)
