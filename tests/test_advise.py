@@ -145,7 +145,8 @@ def test_advice_numbers(tiny_model_dir, chat_file):
     assert lora.fits and lora.epoch_seconds > 0
 
 
-def test_cli_advise_end_to_end(tiny_model_dir, chat_file, tmp_path):
+def test_cli_advise_end_to_end(tiny_model_dir, chat_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     out = tmp_path / "advice"
     res = runner.invoke(app, ["advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "chat",
@@ -153,7 +154,9 @@ def test_cli_advise_end_to_end(tiny_model_dir, chat_file, tmp_path):
     assert res.exit_code == 0, res.output
     assert "decision map" in res.output and "recommended: lora" in res.output
     assert sorted(p.name for p in out.iterdir()) == ["lora-dpo.yaml", "lora-sft.yaml"]
-    load_recipe(out / "lora-sft.yaml")
+    res = runner.invoke(app, ["train", str(out / "lora-sft.yaml")])  # runs as written
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "advice-lora-sft" / "adapter").is_dir()
     res = runner.invoke(app, ["advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "chat",
                               "--format", "mermaid", "--out", str(out)])
     assert res.exit_code == 0 and res.output.startswith("flowchart TD") and "class A,B" in res.output

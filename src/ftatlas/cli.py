@@ -364,8 +364,8 @@ def advise(
         if measure:
             measure_candidates(a, data)
         index = "builtin:knowledge" if data == "knowledge" else str(out_dir / "index")
-        written = write_recipes(out_dir, plan(goal, model, data, a.method, {}, batch_size,
-                                              min(max_length, max(64, a.data.shape.max)), index, device))
+        length = max_length if goal == "knowledge" else min(max_length, max(64, a.data.shape.max))  # + passages
+        written = write_recipes(out_dir, plan(goal, model, data, a.method, {}, batch_size, length, index, device))
     except USER_ERRORS as e:
         _fail(e)
     for line in summary_lines(a):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PretrainedConfig
 
-from ftatlas.advise.decision_map import ENOUGH_ROWS, LEAF_METHODS, Facts, Walk, walk
+from ftatlas.advise.decision_map import ENOUGH_ROWS, LEAF_METHODS, NODES, Facts, Walk, walk
 from ftatlas.advise.estimate import Arch, DataShape, StepEstimate, StepSpec, Throughput, estimate_step
 from ftatlas.methods import METHODS
 from ftatlas.models.loading import ModelLoadError, resolve_source
@@ -91,8 +91,8 @@ def _rows(data: str, goal: str) -> list:
     if kind == "preference":  # lengths of the chosen conversation are what DPO's forward sees (x2 for rejected)
         from ftatlas.data.records import Conversation, Message
 
-        rows = [Conversation([*r.prompt, Message("assistant", r.chosen)], r.source, r.line)
-                if isinstance(r.chosen, str) else r for r in rows]
+        rows = [Conversation([*(r.prompt or [Message("user", r.prompt_text or "")]), Message("assistant", r.chosen)],
+                             source=r.source, line=r.line) for r in rows]
     return rows
 
 
@@ -178,21 +178,28 @@ def advise(model: str, data: str, goal: str, device: str = "auto", memory_gb: fl
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     budget = round(memory_gb if memory_gb is not None else machine_memory_gb(dev), 1)
     autocast = dev == "cuda" or cpu_has_bf16()
-    spec = StepSpec(batch_size=batch_size, autocast=autocast, gradient_checkpointing=gradient_checkpointing,
-                    device=dev)
+    pairs = goal == "alignment"  # DPO forwards chosen and rejected together, through the model's full logits
+    spec = StepSpec(batch_size=batch_size * (2 if pairs else 1), autocast=autocast, device=dev,
+                    gradient_checkpointing=gradient_checkpointing, chunked_loss=not pairs)
     tp = device_throughput(dev, Arch.from_config(config), batch_size * facts.shape.p90, autocast, budget)
     rows = method_table(config, facts.shape, spec, budget, tp)
     fits = frozenset(r.method for r in rows if r.fits)
     w = walk(Facts(goal, facts.shape.rows, fits, facts.answer_p50, facts.distinct_answers, dev, budget))
     method = _choose(w.leaf, rows)
-    reasons = [f"the map ends at {w.leaf}: {', '.join(LEAF_METHODS[w.leaf])}"]
+    reasons = [f"the map ends at {w.leaf}, {NODES[w.leaf].english}"]
     notes = _notes(goal, method, rows, facts, budget, time_s, few_shot_k)
+    if pairs:
+        notes.append("DPO: estimated as chosen + rejected rows in one micro-batch with full logits; the frozen "
+                     "reference forward saves nothing for backward")
+    if goal == "reasoning":
+        notes.append("GRPO: the table is the SFT-path estimate for the prompts; sampling num_generations "
+                     "completions adds their KV cache and tokens on top")
     if method == "none" and w.leaf not in ("M", "N"):
         reasons.append(f"none of {', '.join(LEAF_METHODS[w.leaf])} fits in {budget:g} GB")
     elif method != "none":
         r = next(r for r in rows if r.method == method)
-        reasons.append(f"{method} is the first of them that fits: {r.estimate.peak_bytes / 1e9:.2f} GB "
-                       f"estimated peak of {budget:g} GB")
+        reasons.append(f"{method} is the first of {', '.join(LEAF_METHODS[w.leaf])} that fits: "
+                       f"{r.estimate.peak_bytes / 1e9:.2f} GB estimated peak of {budget:g} GB")
     return Advice(goal, model, dev, budget, tp, facts, rows, w, method, reasons, notes, spec)
 
 

@@ -76,16 +76,17 @@ def tabled_gpu(memory_gb: float | None) -> tuple[str, Throughput]:
 
 
 def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memory_gb: float | None = None,
-                      use_cache: bool = True) -> Throughput:
-    """Matmul FLOP/s at the model's shapes and copy bandwidth on ``device`` (cached); tabled if absent."""
+                      refresh: bool = False) -> Throughput:
+    """Matmul FLOP/s at the model's shapes and copy bandwidth on ``device`` (cached; ``refresh`` re-measures);
+    tabled if the device is absent."""
     if device == "cuda" and not torch.cuda.is_available():
         return tabled_gpu(memory_gb)[1]
     dtype = torch.bfloat16 if autocast else torch.float32
     m = max(64, min(tokens, 4096))
     key = _device_key(device, dtype, m, arch.hidden, arch.intermediate)
     path = cache_file()
-    cache = json.loads(path.read_text()) if use_cache and path.is_file() else {}
-    if key in cache:
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    if key in cache and not refresh:
         return Throughput(*cache[key])
     a = torch.randn(m, arch.hidden, device=device, dtype=dtype)
     b = torch.randn(arch.hidden, arch.intermediate, device=device, dtype=dtype)
@@ -96,10 +97,9 @@ def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memo
     x = torch.randn(64, device=device)
     op = _time(lambda: x.add_(1.0), device, 0.1)
     result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)", op)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache[key] = [result.flops, result.bandwidth, result.source, result.op_seconds]
-        path.write_text(json.dumps(cache, indent=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache[key] = [result.flops, result.bandwidth, result.source, result.op_seconds]
+    path.write_text(json.dumps(cache, indent=1))
     return result
 
 
