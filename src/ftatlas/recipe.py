@@ -89,6 +89,9 @@ class TrainSpec(Strict):
         True, description="sft: cross-entropy through the LM head in row chunks, never the full logits "
         "(falls back to the model's loss for prompt-learning methods or a LoRA'd head)")
     loss_chunk: int = Field(1024, ge=16, description="rows of logits formed at a time by chunked_loss")
+    frozen_half: bool = Field(
+        True, description="PEFT methods under bf16/fp16 autocast: keep the frozen base linear weights in that "
+        "dtype (the values autocast would use; no per-step casts, half their memory); trained weights stay fp32")
     compile: bool = Field(False, description="torch.compile each decoder block (regional); pays off on long runs")
     optim: Literal["adamw", "paged_adamw_8bit"] = Field(
         "adamw", description="optimizer; paged_adamw_8bit (bitsandbytes) needs CUDA")

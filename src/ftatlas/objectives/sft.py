@@ -24,6 +24,7 @@ from ftatlas.data.packing import BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import check_cuda_options, compile_blocks
 from ftatlas.models.chunked_ce import chunked_lm_loss_sum, split_lm
+from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
 from ftatlas.objectives.callbacks import MetricsLogger, ProgressBar
@@ -108,6 +109,8 @@ class SFT(Objective):
             use_varlen_attention(ctx.model)  # per-sequence attention; other implementations still see the boundaries
         if packed:
             extra["include_num_input_tokens_seen"] = "all"  # a packed row has no padding (pad id may be eos)
+        if t.frozen_half and ctx.precision.autocast is not None and hasattr(ctx.model, "peft_config"):
+            store_frozen_linears(ctx.model, ctx.precision.autocast)  # only the adapter is saved, so this stays local
         if t.compile:
             compile_blocks(ctx.model)
         sampler = None
