@@ -6,7 +6,8 @@ templating; both trainers get exactly those token ids and loss masks (TRL as a p
 with ``labels``), the same batch size, learning rate, schedule and sequential order, so step k of
 each side sees the same rows. Everything else is each side's default: TRL pads every batch,
 checkpoints activations and runs its fused LM head with entropy/accuracy metrics; ftatlas packs
-padding-free with per-sequence attention and its chunked loss. LoRA is r=16, alpha=32, all-linear,
+padding-free with per-sequence attention and its chunked loss, and (LoRA) keeps the frozen base
+weights in bf16. LoRA is r=16, alpha=32, all-linear,
 dropout 0 (PEFT's default) on both sides.
 
 Each (side, repetition) runs in a fresh subprocess, alternating TRL/ftatlas, so the peak RSS of one
@@ -232,6 +233,7 @@ def markdown(results: dict, a: argparse.Namespace, ceiling: float) -> str:
 ABLATIONS = {"ftatlas default": [], "packing=off": ["train.packing=off"],
              "packed_attention=mask (transformers' block-diagonal sdpa mask)": ["train.packed_attention=mask"],
              "chunked_loss=false": ["train.chunked_loss=false"],
+             "frozen_half=false (frozen base fp32, cast every step)": ["train.frozen_half=false"],
              "gradient_checkpointing=true": ["train.gradient_checkpointing=true"],
              "compile=true": ["train.compile=true"]}
 
