@@ -173,7 +173,7 @@ def run_side(side: str, mode: str, a: argparse.Namespace, sets: list[str] | None
     cmd = [sys.executable, __file__, "--worker", side, "--modes", mode, "--steps", str(a.steps), "--warmup",
            str(a.warmup), "--batch", str(a.batch), "--lr", str(a.lr), *[x for s in sets for x in ("--set", s)]]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=a.timeout)
     if proc.returncode:
         raise RuntimeError(f"{side}/{mode} failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -242,7 +242,11 @@ def ablate(a: argparse.Namespace, mode: str) -> None:
     """Each fast-path piece switched off (or an option on) alone, ftatlas side only, in fresh subprocesses."""
     rows = []
     for name, sets in ABLATIONS.items():
-        r = run_side("ftatlas", mode, a, sets)
+        try:
+            r = run_side("ftatlas", mode, a, sets)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print(f"  {name}: {str(e).splitlines()[0][:200]}", flush=True)
+            continue
         measured = r["steps"][a.warmup:]
         rows.append((name, statistics.median(s["tokens"] / s["s"] for s in measured), r["peak_rss_kib"] / 2**20,
                      r["steps"][-1].get("loss")))
@@ -265,6 +269,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--set", action="append", default=[], help="ftatlas recipe override, e.g. packing=off")
+    p.add_argument("--timeout", type=int, default=420, help="seconds per subprocess")
     p.add_argument("--ablate", action="store_true", help="ftatlas variants only (first mode), no TRL")
     p.add_argument("--worker", choices=["trl", "ftatlas"], help=argparse.SUPPRESS)
     a = p.parse_args()
