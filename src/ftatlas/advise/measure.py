@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -170,7 +171,8 @@ def dry_run(recipe_data: dict[str, Any], steps: int = 3, timeout: float = 600) -
     row = next((json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")), None)
     if row is None:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return {"error": lines[-1] if lines else f"exit {proc.returncode}, no output"}
+        last = lines[-1] if lines else f"exit {proc.returncode}, no output"
+        return {"error": re.sub(r"^[\w.]+(Error|Exception): ", "", last)}
     return row
 
 

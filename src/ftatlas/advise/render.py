@@ -29,7 +29,7 @@ def table_rows(advice: Advice) -> list[dict[str, str]]:
                "fits": "yes" if r.fits else "no"}
         if r.measured:
             got = r.measured
-            row["measured peak GB"] = ("err: " + got["error"][:40]) if "error" in got else \
+            row["measured peak GB"] = ("err: " + got["error"][:60]) if "error" in got else \
                 f"{(e.base_bytes + got['delta_bytes']) / 1e9:.2f}"
             row["measured tok/s"] = "" if "error" in got else f"{got['tokens_per_s']:.0f}"
             row["est. tok/s"] = f"{e.tokens / max(e.seconds_per_step(advice.throughput), 1e-9):.0f}"
@@ -55,6 +55,7 @@ def measure_candidates(advice: Advice, data: str, steps: int = 3) -> None:
             "model": {"name": advice.model, "device": advice.device},
             "data": _data_block(data, length) | {"max_train": advice.spec.batch_size * steps, "eval_split": 0.0},
             "method": {"name": r.method, **candidate_params(r.method, config)},
+            "objective": "dpo" if advice.goal == "alignment" else "sft",  # the path the estimate models
             "train": {"batch_size": advice.spec.batch_size, "precision": "auto",
                       "gradient_checkpointing": advice.spec.gradient_checkpointing}}
         if "builtin" in recipe["data"]:
