@@ -175,7 +175,8 @@ def mermaid(taken: Walk | None = None) -> str:
             return n
         declared.add(n)
         node = NODES[n]
-        return f'{n}{{"{node.label}"}}' if node.question else f'{n}["{node.label}"]'
+        label = node.label.replace("\\n", "<br/>")  # the seeds' line breaks, as mermaid renders them
+        return f'{n}{{"{label}"}}' if node.question else f'{n}["{label}"]'
 
     path = taken.path if taken else []
     hops = set(zip(path, path[1:], strict=False))
