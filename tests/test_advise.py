@@ -136,11 +136,12 @@ def test_bad_inputs_get_answers(tiny_model_dir, chat_file, tmp_path):
 
 
 def test_advice_numbers(tiny_model_dir, chat_file):
-    a = advise(str(tiny_model_dir), str(chat_file), "task", memory_gb=8, batch_size=4, few_shot_k=2)
+    a = advise(str(tiny_model_dir), str(chat_file), "task", memory_gb=8, time_s=1e-6, batch_size=4, few_shot_k=2)
     assert a.method == "lora" and a.data.shape.rows == 24
     few = next(n for n in a.notes if n.startswith("tokens per request"))
     assert "2-shot" in few
     assert any("24 training rows is little for lora" in n for n in a.notes)
+    assert any("over the --time budget" in n for n in a.notes)
     lora = next(r for r in a.rows if r.method == "lora")
     assert lora.fits and lora.epoch_seconds > 0
 
