@@ -67,6 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setups", default=",".join(SETUPS), help="comma-separated names from examples/knowledge/")
     ap.add_argument("--eval", type=int, default=100, dest="n_eval", help="held-out questions scored")
+    ap.add_argument("--keep", help="write the run directories here (default: a temporary folder)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run one setup, print its JSON row
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -74,7 +75,8 @@ def main() -> None:
         print("ROW " + json.dumps(run_one(args.one, args.n_eval, Path(args.out))), flush=True)
         return
     rows = []
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.keep or tmp
         for setup in [s for s in args.setups.split(",") if s]:
             t0 = time.time()
             proc = subprocess.run([sys.executable, __file__, "--one", setup, "--eval", str(args.n_eval),

@@ -29,19 +29,22 @@ def build_bm25(chunks: list[StoredChunk], folder: Path) -> None:
     retriever.save(str(folder / "index"))
 
 
-def search_bm25(folder: Path, queries: list[str], n: int) -> list[list[tuple[int, float]]]:
-    """Top ``n`` (chunk id, BM25 score) per query; chunks sharing no term with the query are left out."""
-    import bm25s
+class Bm25Index:
+    """A saved BM25 index, loaded once and queried many times."""
 
-    ids = json.loads((folder / "ids.json").read_text()) if (folder / "ids.json").is_file() else []
-    if not ids:
-        return [[] for _ in queries]
-    retriever = bm25s.BM25.load(str(folder / "index"))
-    out = []
-    for q in _tokens(queries):
-        if not q:
-            out.append([])
-            continue
-        docs, scores = retriever.retrieve([q], k=min(n, len(ids)), show_progress=False)
-        out.append([(ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0])
-    return out
+    def __init__(self, folder: Path) -> None:
+        import bm25s
+
+        self.ids = json.loads((folder / "ids.json").read_text()) if (folder / "ids.json").is_file() else []
+        self.retriever = bm25s.BM25.load(str(folder / "index")) if self.ids else None
+
+    def search(self, queries: list[str], n: int) -> list[list[tuple[int, float]]]:
+        """Top ``n`` (chunk id, BM25 score) per query; chunks sharing no term with the query are left out."""
+        out = []
+        for q in _tokens(queries):
+            if not q or self.retriever is None:
+                out.append([])
+                continue
+            docs, scores = self.retriever.retrieve([q], k=min(n, len(self.ids)), show_progress=False)
+            out.append([(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0])
+        return out

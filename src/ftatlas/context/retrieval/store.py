@@ -64,6 +64,7 @@ class IndexStore:
         self.db = sqlite3.connect(db)
         self.db.executescript(SCHEMA)
         self._vectors = None
+        self._bm25 = None
 
     # -- info -------------------------------------------------------------------------------------------
     def info(self) -> dict[str, str]:
@@ -140,11 +141,14 @@ class IndexStore:
         from ftatlas.context.retrieval.lexical import build_bm25
 
         build_bm25(self.chunks(), self.path / "bm25")
+        self._bm25 = None
 
     def search_bm25(self, queries: list[str], n: int) -> list[list[tuple[int, float]]]:
-        from ftatlas.context.retrieval.lexical import search_bm25
+        from ftatlas.context.retrieval.lexical import Bm25Index
 
-        return search_bm25(self.path / "bm25", queries, n)
+        if self._bm25 is None:
+            self._bm25 = Bm25Index(self.path / "bm25")
+        return self._bm25.search(queries, n)
 
     # -- persistence ------------------------------------------------------------------------------------
     def commit(self) -> None:
