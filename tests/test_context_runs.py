@@ -40,6 +40,8 @@ def test_method_none_few_shot_is_a_run_that_costs_prompt_tokens(tiny_model_dir, 
     assert f["context"] == "few_shot" and z["context"] == "zero_shot"
     assert f["prompt_tokens_per_request"] > 2 * z["prompt_tokens_per_request"]  # three solved examples per call
     assert len(f["examples"][0]["examples"]) == 3
+    assert set(f["ci95"]) == set(f["metrics"])  # every metric carries its bootstrap interval
+    assert all(lo <= f["metrics"][m] <= hi for m, (lo, hi) in f["ci95"].items())
     assert not (few.run.path / "adapter").exists() and not (few.run.path / "model").exists()
     saved = yaml.safe_load((few.run.path / "recipe.yaml").read_text())
     assert saved["method"]["name"] == "none" and saved["context"] == {"name": "few_shot", "k": 3}

@@ -19,7 +19,8 @@ from ftatlas.registry import UnknownNameError
 
 
 def test_registered_names():
-    assert METRICS.names() == ["contains", "exact_match", "json_match", "normalized_match", "shape_match", "token_f1"]
+    assert METRICS.names() == ["bleu", "chrf", "contains", "exact_match", "json_match", "json_valid",
+                               "normalized_match", "rouge_l", "shape_match", "token_f1"]
     assert METRICS.get("token_f1") is token_f1
 
 
@@ -238,8 +239,8 @@ def test_score_length_mismatch_raises():
 
 def test_score_unknown_metric_lists_known():
     with pytest.raises(UnknownNameError) as info:
-        score(["exact_match", "bleu"], ["a"], ["a"])
+        score(["exact_match", "bleurt"], ["a"], ["a"])
     msg = str(info.value)
-    assert "unknown metric 'bleu'" in msg
-    assert "known: contains, exact_match, json_match, normalized_match, shape_match, token_f1" in msg
+    assert "unknown metric 'bleurt'" in msg
+    assert "known: bleu, chrf, contains, exact_match, json_match, json_valid, normalized_match, rouge_l" in msg
     assert isinstance(info.value, KeyError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -91,9 +92,66 @@ def json_match(prediction: str, reference: str) -> float:
     return float(ref is not None and first_json(prediction) == ref)
 
 
+@METRICS.register("json_valid")
+def json_valid(prediction: str, reference: str) -> float:
+    """The prediction contains a JSON object or array that parses (whatever its content)."""
+    return float(first_json(prediction) is not None)
+
+
+@METRICS.register("rouge_l")
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure (longest common subsequence of words; Google's rouge-score, no stemming)."""
+    return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+@METRICS.register("bleu")
+def bleu(prediction: str, reference: str) -> float:
+    """Per example: sacrebleu's smoothed sentence BLEU / 100. The run's score is corpus BLEU (see CORPUS)."""
+    import sacrebleu
+
+    return min(1.0, sacrebleu.sentence_bleu(prediction, [reference]).score / 100)
+
+
+@METRICS.register("chrf")
+def chrf(prediction: str, reference: str) -> float:
+    """Per example: sacrebleu's sentence chrF / 100. The run's score is corpus chrF (see CORPUS)."""
+    import sacrebleu
+
+    return min(1.0, sacrebleu.sentence_chrf(prediction, [reference]).score / 100)
+
+
+def _corpus_bleu(predictions: list[str], references: list[str]) -> float:
+    import sacrebleu
+
+    return min(1.0, sacrebleu.corpus_bleu(predictions, [references]).score / 100)
+
+
+def _corpus_chrf(predictions: list[str], references: list[str]) -> float:
+    import sacrebleu
+
+    return min(1.0, sacrebleu.corpus_chrf(predictions, [references]).score / 100)
+
+
+# Metrics whose run-level value is a corpus statistic, not the mean of the per-example scores.
+CORPUS: dict[str, Callable[[list[str], list[str]], float]] = {"bleu": _corpus_bleu, "chrf": _corpus_chrf}
+
+
 def score(names: list[str], predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
-    """Mean of each metric over examples, plus each example's per-metric scores."""
+    """Each metric over the run (mean of examples, or the corpus statistic), plus per-example scores."""
     fns = {n: METRICS.get(n) for n in names}
     per = [{n: fn(p, r) for n, fn in fns.items()} for p, r in zip(predictions, references, strict=True)]
-    means = {n: (sum(row[n] for row in per) / len(per) if per else 0.0) for n in names}
+    means = {n: aggregate(n, [row[n] for row in per], predictions, references) for n in names}
     return means, per
+
+
+def aggregate(name: str, values: list[float], predictions: list[str], references: list[str]) -> float:
+    if name in CORPUS:
+        return CORPUS[name](predictions, references) if predictions else 0.0
+    return sum(values) / len(values) if values else 0.0

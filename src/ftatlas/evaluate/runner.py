@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ftatlas.context.base import Augmented, Context
 from ftatlas.data.records import Conversation
 from ftatlas.data.templating import render_prompt
+from ftatlas.evaluate.bootstrap import bootstrap_ci
 from ftatlas.evaluate.generation import generate
 from ftatlas.evaluate.metrics import score
 from ftatlas.recipe import EvalSpec
@@ -43,6 +44,7 @@ def evaluate_rows(
                      autocast=autocast, progress=progress, desc=desc)
     seconds = time.perf_counter() - t0
     means, per = score(metrics, preds, refs)
+    ci = bootstrap_ci(metrics, per, preds, refs)
     prompt_tokens = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
     examples = [
         {"source": f"{r.source}:{r.line}", "prompt": msgs[-1].content if msgs else "", "reference": ref,
@@ -51,6 +53,7 @@ def evaluate_rows(
     ]
     return {
         "metrics": means,
+        "ci95": ci,  # bootstrap percentile interval per metric (resampling the held-out examples)
         "n": len(rows),
         "examples": examples,
         "seconds": round(seconds, 2),
