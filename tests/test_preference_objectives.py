@@ -1,0 +1,152 @@
+"""Preference / reward / pretraining objectives on the tiny model: each trains end to end through the pipeline
+and saves a loadable result; DPO's loss falls on a fixed batch; NaN stops a TRL trainer with the step and the
+last good checkpoint; the reference model is explicit; recipes the math does not allow stop before loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ftatlas.cli import app
+from ftatlas.models.trained import load_run_or_model
+from ftatlas.objectives.callbacks import TrainingDiverged
+from ftatlas.objectives.reward import load_reward_scorer
+from ftatlas.pipeline import train
+from ftatlas.recipe import RecipeError, build_recipe
+from tests.conftest import tiny_recipe
+
+IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
+FAST = {"eval": {"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}}}
+
+
+def run(tiny_model_dir: Path, tmp_path: Path, objective: dict, **over):
+    over.setdefault("train", {"max_steps": 2, "batch_size": 2, "lr": 1e-3, "log_every": 1, "precision": "fp32"})
+    over.setdefault("data", {"builtin": "contacts", "max_length": 128, "max_train": 8})
+    recipe = tiny_recipe(tiny_model_dir, tmp_path, objective=objective, **{**FAST, **over})
+    return train(build_recipe(recipe), progress=False)
+
+
+def losses(session) -> list[float]:
+    return [r["loss"] for r in session.run.read_metrics() if "loss" in r]
+
+
+@pytest.mark.parametrize("objective", ["dpo", "orpo", "cpo", "simpo", "kto"])
+def test_preference_objective_trains_and_saves_loadable_adapter(tiny_model_dir, tmp_path, objective):
+    s = run(tiny_model_dir, tmp_path, {"name": objective})
+    assert len(losses(s)) == 2 and all(isinstance(x, float) for x in losses(s))
+    notes = s.run.read_json("objective.json")
+    assert notes["objective"] == objective and "reference" in notes
+    assert sorted(p.name for p in s.run.adapter_dir.iterdir() if p.is_dir()) == []  # no 'ref' adapter saved
+    ev = s.run.read_json("eval.json")
+    assert ev["n"] == 2 and "json_match" in ev["metrics"]  # generation scored against `chosen`
+    trained = s.results["fit"].model.eval()
+    reloaded = load_run_or_model(str(s.run.path))[0].model
+    with torch.no_grad():
+        assert torch.allclose(trained(input_ids=IDS).logits, reloaded(input_ids=IDS).logits, atol=1e-5)
+
+
+def test_reference_is_explicit_adapter_or_frozen_copy(tiny_model_dir, tmp_path):
+    lora = run(tiny_model_dir, tmp_path / "a", {"name": "dpo"})
+    assert "starting adapter" in lora.run.read_json("objective.json")["reference"]
+    full = run(tiny_model_dir, tmp_path / "b", {"name": "dpo", "beta": 0.2}, method={"name": "full"})
+    assert "frozen copy" in full.run.read_json("objective.json")["reference"]
+    assert (full.run.model_dir / "config.json").is_file() and not full.run.adapter_dir.exists()
+
+
+def test_dpo_loss_decreases_on_a_fixed_batch(tiny_model_dir, tmp_path):
+    s = run(tiny_model_dir, tmp_path, {"name": "dpo", "beta": 0.5},
+            data={"builtin": "contacts", "max_length": 128, "max_train": 4},
+            train={"max_steps": 8, "batch_size": 4, "lr": 5e-3, "log_every": 1, "precision": "fp32",
+                   "scheduler": "constant", "warmup": 0})
+    got = losses(s)
+    assert got[0] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1: -log sigmoid(0)
+    assert got[-1] < got[0] - 0.05, got
+
+
+def test_dpo_nan_loss_stops_naming_step_and_last_good_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    from trl import DPOTrainer
+
+    original = DPOTrainer.compute_loss
+
+    def poisoned(self, *a, **kw):
+        loss = original(self, *a, **kw)
+        return loss * float("nan") if self.state.global_step >= 2 else loss
+
+    monkeypatch.setattr(DPOTrainer, "compute_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss \(nan\) at step 3.*checkpoint-2"):
+        run(tiny_model_dir, tmp_path, {"name": "dpo"},
+            train={"max_steps": 5, "batch_size": 2, "log_every": 1, "save_every": 1, "save_total_limit": 5,
+                   "precision": "fp32"})
+    run_dir = tmp_path / "tiny"
+    assert (run_dir / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (run_dir / "checkpoints" / "checkpoint-3").exists()
+    assert not (run_dir / "adapter").exists()
+    assert "error" in json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_reward_model_trains_scores_and_evaluates(tiny_model_dir, tmp_path):
+    s = run(tiny_model_dir, tmp_path, {"name": "reward"})
+    ev = s.run.read_json("eval.json")
+    assert set(ev["metrics"]) == {"pairwise_accuracy", "mean_margin"} and ev["n"] == 2
+    cfg = json.loads((s.run.adapter_dir / "adapter_config.json").read_text())
+    assert cfg["task_type"] == "SEQ_CLS" and "score" in cfg["modules_to_save"]  # the new head is saved
+    score = load_reward_scorer(s.run.path)
+    got = score(["Hi", [{"role": "user", "content": "Hi"}]], ["Hello", "Hello"])
+    assert len(got) == 2 and got[0] == pytest.approx(got[1], abs=1e-5)  # a string prompt is a user message
+    ex = ev["examples"][0]
+    assert score([ex["prompt"]], [ex["reference"]])[0] == pytest.approx(ex["score_chosen"], abs=1e-3)
+    with pytest.raises(ValueError, match="2 prompts and 1 completions"):
+        score(["a", "b"], ["c"])
+    result = CliRunner().invoke(app, ["eval", str(s.run.path)])
+    assert result.exit_code == 0, result.output
+    assert "pairwise_accuracy" in result.output
+
+
+def test_reward_on_a_4bit_base(tiny_model_dir, tmp_path):
+    s = run(tiny_model_dir, tmp_path, {"name": "reward"}, method={"name": "qlora", "r": 4, "alpha": 8})
+    assert len(load_reward_scorer(s.run.path)(["q"], ["a"])) == 1
+
+
+def test_reward_with_full_method_saves_a_reward_model(tiny_model_dir, tmp_path):
+    s = run(tiny_model_dir, tmp_path, {"name": "reward"}, method={"name": "freeze", "top_n": 1})
+    assert (s.run.model_dir / "config.json").is_file()
+    assert json.loads((s.run.model_dir / "config.json").read_text())["architectures"] == [
+        "LlamaForSequenceClassification"]
+    assert len(load_reward_scorer(s.run.path)(["q"], ["a"])) == 1
+
+
+def test_pretrain_packs_text_into_blocks_and_reports_perplexity(tiny_model_dir, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("\n\n".join(f"Paragraph {i}: the river runs past the old mill and the bridge." for i in range(12)))
+    s = run(tiny_model_dir, tmp_path, {"name": "pretrain", "block_size": 16},
+            data={"builtin": None, "max_train": None, "train": str(text), "eval_split": 0.25, "max_length": 64})
+    blocks = s.run.read_json("objective.json")["blocks"]
+    assert blocks["train"] >= 9  # 9 paragraphs of ~17 tokens each -> more blocks than documents
+    ev = s.run.read_json("eval.json")
+    assert ev["metrics"]["perplexity"] > 1 and 0 <= ev["metrics"]["next_token_accuracy"] <= 1
+    assert s.run.adapter_dir.is_dir()
+
+
+@pytest.mark.parametrize(("over", "needle"), [
+    ({"objective": {"name": "reward"}, "method": {"name": "prefix"}}, "cannot train with method 'prefix'"),
+    ({"objective": {"name": "kto"}, "train": {"batch_size": 1}}, "train.batch_size >= 2"),
+    ({"objective": {"name": "dpo"}, "method": {"name": "adapter"}}, "fused LM-head output"),
+    ({"objective": {"name": "orpo"}, "method": {"name": "prompt"}}, "virtual tokens"),
+    ({"objective": {"name": "dpo", "loss": ["sigmoid", "ipo"], "loss_weights": [1.0]}}, "1 weights for 2 losses"),
+    ({"objective": {"name": "dpo", "loss": "nope"}}, "objective.loss"),
+])
+def test_recipes_the_objective_cannot_run_stop_before_loading(tmp_path, over, needle):
+    with pytest.raises(RecipeError, match=needle):
+        build_recipe(tiny_recipe(Path("/nonexistent"), tmp_path, **over))
+
+
+def test_pretrain_refuses_conversation_rows(tiny_model_dir, tmp_path, chat_file):
+    from ftatlas.data.errors import DataError
+
+    with pytest.raises(DataError, match="plain text"):
+        run(tiny_model_dir, tmp_path, {"name": "pretrain"}, data={"builtin": None, "max_train": None,
+                                                                 "train": str(chat_file)})
