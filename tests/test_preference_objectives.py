@@ -150,3 +150,17 @@ def test_pretrain_refuses_conversation_rows(tiny_model_dir, tmp_path, chat_file)
     with pytest.raises(DataError, match="plain text"):
         run(tiny_model_dir, tmp_path, {"name": "pretrain"}, data={"builtin": None, "max_train": None,
                                                                  "train": str(chat_file)})
+
+
+def test_dpo_on_a_pairs_file_then_eval_and_merge(tiny_model_dir, tmp_path):
+    from ftatlas.data.builtin import contact_pairs
+    from ftatlas.export.merge import merge_run
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p.to_json()) + "\n" for p in contact_pairs("train", 12)))
+    s = run(tiny_model_dir, tmp_path, {"name": "dpo"},
+            data={"builtin": None, "max_train": None, "train": str(pairs), "eval_split": 0.25, "max_length": 128})
+    result = CliRunner().invoke(app, ["eval", str(s.run.path), "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert '"n": 3' in result.output  # the held-out pairs, generated against `chosen`
+    assert merge_run(s.run.path).within_tolerance

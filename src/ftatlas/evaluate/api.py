@@ -14,6 +14,7 @@ from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure
 from ftatlas.models.device import resolve_precision
 from ftatlas.models.trained import load_run_or_model
+from ftatlas.objectives import OBJECTIVES
 from ftatlas.recipe import DecodeSpec, EvalSpec
 from ftatlas.runs import atomic_write
 
@@ -25,7 +26,6 @@ def objective_evaluation(target: str, data: str | None, max_examples: int | None
     """A run whose objective has its own evaluation (``Objective.eval_metrics``): its held-out split, or
     ``data`` read as that objective's rows. None for every other target."""
     from ftatlas.data.splits import read_rows
-    from ftatlas.objectives import OBJECTIVES
     from ftatlas.recipe import load_recipe
 
     if not (Path(target) / "recipe.yaml").is_file():
@@ -75,8 +75,9 @@ def evaluate_target(
     if data is None:
         if recipe is None:
             raise ValueError(f"{target} is a model, not a run directory: pass --data FILE to evaluate it")
-        splits = load_splits(recipe.data)
-        rows = splits.eval
+        objective = OBJECTIVES.get(recipe.objective.name)()
+        splits = load_splits(recipe.data, objective.data_kind)  # e.g. pairs: scored against `chosen`
+        rows = objective.eval_rows(splits.eval)
         metrics = metrics or recipe.eval.metrics or splits.default_metrics
     metrics = metrics or (recipe.eval.metrics if recipe else None) or FALLBACK_METRICS
     ctx = context_for(recipe, loaded.tokenizer, context, context_options)

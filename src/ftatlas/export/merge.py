@@ -21,6 +21,7 @@ from ftatlas.data.templating import render_prompt
 from ftatlas.methods import METHODS
 from ftatlas.models.loading import load_model, load_tokenizer
 from ftatlas.models.trained import load_recipe_base
+from ftatlas.objectives import OBJECTIVES
 from ftatlas.recipe import load_recipe
 from ftatlas.runs import RunDir
 
@@ -55,13 +56,14 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, n_prompts: int
         raise ValueError(f"method {recipe.method.name!r} already saved a full model at {weights}; "
                          "load it with AutoModelForCausalLM.from_pretrained — there is nothing to merge")
     tok = load_tokenizer(str(weights))
-    splits = load_splits(recipe.data)
+    objective = OBJECTIVES.get(recipe.objective.name)
+    splits = load_splits(recipe.data, objective.data_kind)  # e.g. preference pairs for a dpo run
     rows = (splits.eval or splits.train)[:n_prompts]
     texts = [render_prompt(tok, r.prompt_and_reference()[0]) for r in rows]
     tok.padding_side = "left"
     batch = dict(tok(texts, return_tensors="pt", padding=True, add_special_tokens=False))
 
-    base = load_model(recipe.model.name, template=recipe.model.template)
+    base = load_model(recipe.model.name, template=recipe.model.template, head=objective.head)
     adapted = PeftModel.from_pretrained(base.model, str(weights)).eval()
     before = _logits(adapted, batch)
     merged = adapted.merge_and_unload().eval()
