@@ -164,3 +164,12 @@ def test_dpo_on_a_pairs_file_then_eval_and_merge(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert '"n": 3' in result.output  # the held-out pairs, generated against `chosen`
     assert merge_run(s.run.path).within_tolerance
+
+
+@pytest.mark.parametrize(("objective", "method"), [
+    ("dpo", {"name": "ia3"}), ("dpo", {"name": "prefix", "num_virtual_tokens": 4}), ("kto", {"name": "qlora", "r": 4}),
+    ("orpo", {"name": "freeze", "top_n": 1}), ("simpo", {"name": "loha", "r": 4}), ("reward", {"name": "vera", "r": 4}),
+])
+def test_objectives_across_methods(tiny_model_dir, tmp_path, objective, method):
+    s = run(tiny_model_dir, tmp_path, {"name": objective}, method=method)
+    assert len(losses(s)) == 2 and s.run.weights_dir().is_dir()
