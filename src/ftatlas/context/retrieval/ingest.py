@@ -32,7 +32,8 @@ class IngestReport:
     totals: dict[str, object] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+        ok = [f for f in self.added if f not in self.failed], [f for f in self.updated if f not in self.failed]
+        return (f"{len(ok[0])} added, {len(ok[1])} updated, {len(self.unchanged)} unchanged, "
                 f"{len(self.removed)} removed, {len(self.failed)} failed; {self.chunks_embedded} chunks embedded "
                 f"in {self.seconds:.1f} s; index holds {self.totals.get('files')} files / "
                 f"{self.totals.get('chunks')} chunks")
