@@ -410,6 +410,31 @@ def config_schema() -> None:
     out.print_json(json.dumps(Recipe.model_json_schema()))
 
 
+@app.command()
+def arena(
+    arena_file: Annotated[Path, typer.Argument(help="arena YAML: shared model/data/train/eval and a list of cells")],
+    only: Annotated[str | None, typer.Option(help="comma-separated cell names to (re)run; others are reused")]
+    = None,
+) -> None:
+    """Run every cell side by side (resumable) and write table.md, table.csv and report.html.
+
+    Cells run one after another on this machine (each in its own process); finished cells with an
+    unchanged recipe are skipped, failed ones are recorded and the arena goes on.
+    """
+    from ftatlas.arena import load_arena, run_arena
+    from ftatlas.arena.report import table_rows
+    from ftatlas.report import rich_table
+
+    try:
+        spec = load_arena(arena_file)
+        root, rows = run_arena(spec, only.split(",") if only else None, log=lambda m: err.print(m, highlight=False))
+    except USER_ERRORS as e:
+        _fail(e)
+    table = [{k: v for k, v in r.items() if k != "objective"} for r in table_rows(rows)]
+    out.print(rich_table(table, f"arena {spec.name}", left=("cell", "method", "context", "verdict")))
+    out.print(f"wrote {root}/table.md, table.csv, report.html")
+
+
 IndexOpt = Annotated[Path, typer.Option("--index", help="index folder (created on first ingest)")]
 
 

@@ -69,7 +69,23 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_summary(session: Session) -> dict[str, Any]:
+    """The run's numbers in one machine-readable file (summary.json): what the arena tabulates."""
+    fit = session.results.get("fit")
+    ev = session.results["after"]
+    out: dict[str, Any] = {"method": session.recipe.method.name, "objective": session.recipe.objective.name,
+                           "context": session.recipe.context.name, "device": session.device,
+                           "eval_peak_bytes": ev.get("peak_memory_bytes"), "trainable_params": 0}
+    if fit is not None:
+        out |= {"trainable_params": fit.params.trainable, "total_params": fit.params.total,
+                "train_seconds": round(fit.stats.seconds, 2), "train_peak_bytes": fit.stats.peak_bytes,
+                "memory_kind": fit.stats.kind, "train_tokens": fit.tokens, "tokens_per_s": round(fit.tokens_per_s, 1),
+                "train_loss": fit.train_loss}
+    return out
+
+
 def write_report(session: Session) -> None:
+    session.run.write_json("summary.json", run_summary(session))
     r = session.recipe
     rows = comparison_rows(session)
     fit = session.results.get("fit")

@@ -1,0 +1,163 @@
+"""The arena's outputs: table.md, table.csv and report.html (with PNG plots), plus a verdict per cell.
+
+The verdicts are derived from the measured numbers, in the spirit of the Atlas' "when is it best" column:
+best quality; cheapest cell whose interval overlaps the best one; lowest memory; no-training cells' price in
+prompt tokens; and cells that another cell beats on quality, memory and train time at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from ftatlas.arena.spec import ArenaSpec
+from ftatlas.runs import atomic_write
+
+
+def primary_metric(rows: list[dict[str, Any]]) -> str | None:
+    for r in rows:
+        if r.get("status") == "ok" and r.get("metrics"):
+            return next(iter(r["metrics"]))
+    return None
+
+
+def verdicts(rows: list[dict[str, Any]], metric: str | None) -> dict[str, str]:
+    ok = [r for r in rows if r.get("status") == "ok" and metric in r.get("metrics", {})]
+    out: dict[str, list[str]] = {r["cell"]: [] for r in rows}
+    for r in rows:
+        if r.get("status") != "ok":
+            out[r["cell"]].append("failed")
+    if not ok:
+        return {k: "; ".join(v) for k, v in out.items()}
+    best = max(ok, key=lambda r: r["metrics"][metric])
+    out[best["cell"]].append(f"best {metric}")
+    best_lo = best.get("ci95", {}).get(metric, [best["metrics"][metric]] * 2)[0]
+    near = [r for r in ok if r.get("ci95", {}).get(metric, [0, r["metrics"][metric]])[1] >= best_lo]
+    cheapest = min(near, key=lambda r: (r.get("train_seconds") or 0, r.get("peak_bytes") or 0))
+    if cheapest is not best:
+        out[cheapest["cell"]].append(f"cheapest whose {metric} interval overlaps the best")
+    lowest = min(ok, key=lambda r: r.get("peak_bytes") or float("inf"))
+    out[lowest["cell"]].append("lowest peak memory")
+    for r in ok:
+        if r.get("method") == "none":
+            out[r["cell"]].append(f"no training; {r.get('prompt_tokens') or 0:.0f} prompt tokens on every call")
+        beater = next((o for o in ok if o is not r and _dominates(o, r, metric)), None)
+        if beater is not None:
+            out[r["cell"]].append(f"dominated by {beater['cell']} (better {metric}, less memory and train time)")
+    return {k: "; ".join(v) or "-" for k, v in out.items()}
+
+
+def _dominates(a: dict[str, Any], b: dict[str, Any], metric: str) -> bool:
+    return (a["metrics"][metric] > b["metrics"][metric] and (a.get("peak_bytes") or 0) <= (b.get("peak_bytes") or 0)
+            and (a.get("train_seconds") or 0) <= (b.get("train_seconds") or 0))
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    metric = primary_metric(rows)
+    verdict = verdicts(rows, metric)
+    names = list(dict.fromkeys(m for r in rows if r.get("status") == "ok" for m in r.get("metrics", {})))
+    out = []
+    for r in rows:
+        row = {"cell": r["cell"], "method": r.get("method", "-"), "objective": r.get("objective", "-"),
+               "context": r.get("context", "-")}
+        if r.get("status") != "ok":
+            out.append(row | {m: "-" for m in names} | {k: "-" for k in _COST_COLUMNS}
+                       | {"verdict": f"failed: {r.get('error', '?')}"})
+            continue
+        for m in names:
+            v, ci = r["metrics"].get(m), r.get("ci95", {}).get(m)
+            row[m] = "-" if v is None else f"{100 * v:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+        kind = "CUDA" if r.get("memory_kind") == "cuda" else "RSS"
+        row |= {
+            "trainable params": f"{r.get('trainable_params') or 0:,}",
+            "peak memory": f"{(r.get('peak_bytes') or 0) / 2**30:.2f} GiB {kind}",
+            "train time": f"{r.get('train_seconds') or 0:.0f} s",
+            "tokens/s": f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "-",
+            "prompt tokens/request": f"{r.get('prompt_tokens') or 0:.0f}",
+            "latency/request": f"{r['latency_s']:.2f} s" if r.get("latency_s") is not None else "-",
+            "verdict": verdict[r["cell"]],
+        }
+        out.append(row)
+    return out
+
+
+_COST_COLUMNS = ("trainable params", "peak memory", "train time", "tokens/s", "prompt tokens/request",
+                 "latency/request")
+
+
+def write_reports(spec: ArenaSpec, rows: list[dict[str, Any]], root: Path) -> None:
+    from ftatlas.report import markdown_table
+
+    table = table_rows(rows)
+    metric = primary_metric(rows)
+    header = f"# Arena `{spec.name}`\n\nmetrics in % with bootstrap 95% intervals; n = held-out examples per cell\n\n"
+    atomic_write(root / "table.md", header + markdown_table(table) + "\n")
+    buf = io.StringIO()
+    if table:
+        writer = csv.DictWriter(buf, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    atomic_write(root / "table.csv", buf.getvalue())
+    plots = _plots(rows, metric, root)
+    atomic_write(root / "report.html", _html(spec, table, plots))
+
+
+def _plots(rows: list[dict[str, Any]], metric: str | None, root: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    out = {}
+    if metric and ok:
+        for key, label, fname in (("peak_bytes", "peak memory (GiB)", "quality_vs_memory.png"),
+                                  ("train_seconds", "train time (s)", "quality_vs_time.png")):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for r in ok:
+                x = (r.get(key) or 0) / (2**30 if key == "peak_bytes" else 1)
+                ax.scatter(x, 100 * r["metrics"][metric])
+                ax.annotate(r["cell"], (x, 100 * r["metrics"][metric]), fontsize=8, xytext=(3, 3),
+                            textcoords="offset points")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{metric} (%)")
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(root / fname, dpi=100)
+            plt.close(fig)
+            out[label] = root / fname
+    curves = [r for r in ok if r.get("losses")]
+    if curves:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in curves:
+            steps, losses = zip(*r["losses"], strict=True)
+            ax.plot(steps, losses, label=r["cell"])
+        ax.set_xlabel("step")
+        ax.set_ylabel("train loss")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(root / "loss_curves.png", dpi=100)
+        plt.close(fig)
+        out["loss curves"] = root / "loss_curves.png"
+    return out
+
+
+def _html(spec: ArenaSpec, table: list[dict[str, str]], plots: dict[str, Path]) -> str:
+    cols = list(table[0]) if table else []
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols) + "</tr>" for r in table)
+    imgs = "".join(
+        f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" "
+        f"src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
+        for title, path in plots.items())
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Arena {html.escape(spec.name)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>"
+            f"</head><body><h1>Arena {html.escape(spec.name)}</h1>"
+            f"<p>metrics in % with bootstrap 95% intervals</p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>{imgs}</body></html>\n")
