@@ -1,6 +1,6 @@
 """Optional training accelerators and the checks that say where each one runs.
 
-CUDA-only pieces (Liger kernels, bitsandbytes' paged 8-bit AdamW, flash-attention) are wired here
+CUDA-only pieces (Liger kernels, bitsandbytes' paged 8-bit AdamW) are wired here
 behind checks that stop with a clear message on CPU; they were not verified on a GPU in this
 repository's benchmarks. ``compile_blocks`` is the regional ``torch.compile`` (one compile per
 decoder block class, reused by every layer), usable on CPU and CUDA.
@@ -37,11 +37,6 @@ def check_cuda_options(train: Any, device: str) -> dict[str, Any]:
             raise AcceleratorUnavailable("train.liger=true needs the liger-kernel package: pip install liger-kernel")
         extra["use_liger_kernel"] = True
     return extra
-
-
-def flash_attention_available(device: str) -> bool:
-    """flash-attention 2 is importable and the device is CUDA (its varlen kernel is then the packed path)."""
-    return device == "cuda" and importlib.util.find_spec("flash_attn") is not None
 
 
 def compile_blocks(model: nn.Module) -> int:

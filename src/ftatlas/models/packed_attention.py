@@ -11,6 +11,7 @@ batches) it is exactly transformers' ``sdpa``.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
@@ -74,14 +75,21 @@ AttentionInterface.register(NAME, varlen_attention_forward)
 AttentionMaskInterface.register(NAME, varlen_mask)
 
 
-def use_varlen_attention(model: torch.nn.Module) -> bool:
-    """Switch a transformers model (or a PEFT wrapper of one) from ``sdpa`` to ``ftatlas_varlen``.
+def use_varlen_attention(model: torch.nn.Module, device: str = "cpu") -> bool:
+    """Switch a transformers model (or a PEFT wrapper of one) from ``sdpa`` to per-sequence attention.
 
-    Only ``sdpa`` is switched (eager/flash/flex users keep theirs); returns whether it switched.
+    On CUDA with flash-attention installed that is ``flash_attention_2`` (its varlen kernel reads the same
+    ``cu_seq_lens``; not verified on a GPU here), elsewhere ``ftatlas_varlen``. Only ``sdpa`` is switched
+    (eager/flex users keep theirs); returns whether it switched.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
         return False
-    base.set_attn_implementation(NAME)
+    base.set_attn_implementation("flash_attention_2" if flash_attention_available(device) else NAME)
     return True
+
+
+def flash_attention_available(device: str) -> bool:
+    """flash-attention 2 is importable and the device is CUDA."""
+    return device == "cuda" and importlib.util.find_spec("flash_attn") is not None

@@ -106,7 +106,7 @@ class SFT(Objective):
         packed = t.packing != "off"
         extra = check_cuda_options(t, ctx.device)
         if packed and t.packed_attention == "varlen":
-            use_varlen_attention(ctx.model)  # per-sequence attention; other implementations still see the boundaries
+            use_varlen_attention(ctx.model, ctx.device)  # per-sequence attention; others still see the boundaries
         if packed:
             extra["include_num_input_tokens_seen"] = "all"  # a packed row has no padding (pad id may be eos)
         if t.frozen_half and ctx.precision.autocast is not None and hasattr(ctx.model, "peft_config"):
