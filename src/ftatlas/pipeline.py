@@ -82,7 +82,8 @@ def setup_context(recipe: Recipe, tokenizer: Any, splits: Splits) -> Context | N
     if recipe.context.name == "zero_shot" and not recipe.context.params():
         return None
     with console.status(f"preparing context {recipe.context.name} ..."):
-        ctx = build_context(recipe.context.name, recipe.context_params(), tokenizer, splits.train)
+        chat_rows = splits.train if OBJECTIVES.get(recipe.objective.name).data_kind == "conversations" else []
+        ctx = build_context(recipe.context.name, recipe.context_params(), tokenizer, chat_rows)
     console.print(f"[bold]context[/] {recipe.context.name} {recipe.context.params()}")
     if ctx.params.train and METHODS.get(recipe.method.name).trains:
         if OBJECTIVES.get(recipe.objective.name).data_kind != "conversations":
