@@ -17,18 +17,21 @@ of the fp32 residual stream; Llama-style block, SwiGLU MLP, grouped-query attent
 * adapters: a LoRA-style module saves its dropout output (``a*in``, if dropout > 0) and its low-rank
   intermediate (``a*r``).
 
-Only layers that gradients flow through save anything (a frozen lower stack under ``freeze`` saves
-nothing). Gradient checkpointing keeps each layer's input (``r*h``) plus one layer's full set while it is
-recomputed. Under autocast, the bf16 copy of every linear weight in those layers is kept for backward
-(``2`` bytes/param). Peak = weights + optimizer states + autocast copies + the larger of (activations +
-loss buffers) and (gradients), plus the tied head/embedding gradient; or the optimizer step (weights,
-gradients, states and one parameter's temporaries), whichever is larger.
+Only layers that gradients flow through save anything (a frozen lower stack under ``freeze`` saves nothing).
+PEFT methods under autocast store their frozen linears in bf16 (``train.frozen_half``, models/frozen.py): 2
+bytes each and no per-forward copies. Gradient checkpointing keeps each layer's input (``r*h``) plus one
+layer's full set while it is recomputed. Otherwise, under autocast, the bf16 copy of every linear weight in
+those layers is kept for backward (``2`` bytes/param). Peak = weights + optimizer states + autocast copies +
+the larger of (activations + loss buffers) and (gradients), plus the tied head/embedding gradient; or the
+optimizer step (weights, gradients, states and one parameter's temporaries), whichever is larger.
 
 Time: FLOPs per token = forward ``2N`` (N = matmul parameters of the layers + the LM head for loss rows)
 + causal attention ``2*L*hq*s``; backward ``2x`` forward through layers whose weights train, ``1x`` through
 frozen layers gradients flow through (input gradients only), nothing below; checkpointing adds a
 forward. Seconds = FLOPs / the device's measured matmul rate at the model's shapes, plus the bytes the
-step moves (activations written and read, optimizer update) / the measured memory bandwidth.
+step moves (activations written and read, optimizer update) / the measured memory bandwidth, plus op count x
+the measured dispatch cost; then x the device's calibration ``slowdown`` + a per-step Trainer overhead
+(``advise/measure.py`` CALIBRATION says where those numbers come from).
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ class StepSpec:
     loss_chunk: int = 1024
     optimizer: str = "adamw"
     device: str = "cpu"
+    frozen_half: bool = True  # train.frozen_half: PEFT's frozen linears stored in the autocast dtype
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class Throughput:
     bandwidth: float
     source: str = "measured"
     op_seconds: float = 0.0  # fixed cost of one small tensor op (dispatch), dominant for tiny models
+    slowdown: float = 1.0  # measured training time / modelled time on this kind of device (calibration)
+    step_overhead: float = 0.0  # seconds per optimizer step the Trainer spends outside the model
 
 
 @dataclass
@@ -161,13 +167,14 @@ class StepEstimate:
 
     def seconds_per_step(self, tp: Throughput, tokens: int | None = None) -> float:
         n = tokens if tokens is not None else self.tokens
-        return n * (self.flops_per_token / tp.flops + self.moved_bytes_per_token / tp.bandwidth) + \
+        work = n * (self.flops_per_token / tp.flops + self.moved_bytes_per_token / tp.bandwidth) + \
             self.parts["optimizer_moved"] / tp.bandwidth + self.ops_per_step * tp.op_seconds
+        return work * tp.slowdown + tp.step_overhead
 
     def seconds_per_epoch(self, tp: Throughput, data: DataShape, batch_size: int) -> float:
         steps = -(-data.rows // batch_size)
-        return data.rows * data.mean * (self.flops_per_token / tp.flops + self.moved_bytes_per_token / tp.bandwidth) \
-            + steps * (self.parts["optimizer_moved"] / tp.bandwidth + self.ops_per_step * tp.op_seconds)
+        tokens = data.rows * data.mean
+        return steps * self.seconds_per_step(tp, round(tokens / steps))
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,8 @@ class _Layout:
     largest_trainable: int
     adapter_modules: int = 0
     trainable_tensors: int = 0
+    peft: bool = False
+    frozen_linear_params: int = 0  # plain nn.Linear weights/biases that stay frozen (the LM head excluded)
 
 
 def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch) -> _Layout:
@@ -220,9 +229,12 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
             r = next(iter(ranks.values()))
             adapter += r + (base.in_features if dropout > 0 else 0)
             modules += 1
+    head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    frozen_linear = sum(p.numel() for mod in model.modules() if type(mod) is nn.Linear and mod is not head_module
+                        for p in mod.parameters(recurse=False) if not p.requires_grad)
     chunkable = method not in PROMPT_LEARNING
     return _Layout(first, norms, len(weight_layers), head, chunkable, adapter // max(arch.layers, 1), largest,
-                   modules, tensors)
+                   modules, tensors, hasattr(model, "peft_config"), frozen_linear)
 
 
 def _base_bytes(config: PretrainedConfig, method: str, weight_bytes: int, mem: MemoryEstimate) -> int:
@@ -259,7 +271,10 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
     else:
         activations = tokens * grad_layers * per_layer
+    half = step.autocast and step.frozen_half and lay.peft and method != "qlora"  # models/frozen.py
     copies = 2 * grad_layers * arch.layer_linear_params if step.autocast and method != "qlora" else 0
+    if half:  # frozen linears already hold the bf16 values: stored at 2 bytes, nothing re-cast per forward
+        copies = 0
     vh = arch.vocab * arch.hidden
     if lay.chunkable and step.chunked_loss:
         c = min(step.loss_chunk, loss_rows)
@@ -276,6 +291,7 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     opt_step = mem.grad_bytes + opt_temp
     base = _base_bytes(config, method, 4, mem)
     static = mem.frozen_bytes + mem.trainable_bytes + mem.optimizer_bytes
+    static -= 2 * lay.frozen_linear_params if half else 0
     runtime = RUNTIME_BYTES.get(step.device, 0)
     peak = static + max(copies + fwd_bwd, opt_step) + runtime
     # work per token

@@ -7,9 +7,9 @@ Without the device at hand (``--device cuda`` on a CPU machine) it falls back to
 ``dry_run`` trains a recipe for a few optimizer steps in a fresh subprocess and reports:
 
 * ``delta_bytes``: peak memory during training minus the baseline taken right after the base model is
-  loaded (imports, tokenizer, data and the base weights are in the baseline; the method's own weights,
-  gradients, optimizer states, activations and loss buffers are in the delta). CPU: resident set size
-  sampled every 20 ms; CUDA: ``torch.cuda.max_memory_allocated``.
+  loaded and each weight read once (imports, tokenizer, data and the resident base weights are in the
+  baseline; the method's own weights, gradients, optimizer states, activations and loss buffers are in the
+  delta). CPU: resident set size sampled every 20 ms; CUDA: ``torch.cuda.max_memory_allocated``.
 * ``step_seconds``: median wall time of the steps after the first (the first pays one-off setup).
 * ``tokens_per_s``: training tokens seen / training seconds.
 """
@@ -43,6 +43,13 @@ KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
 }
 
 
+# Real training runs slower than the matmul ceiling (elementwise ops, casts, per-sequence attention, the Python
+# Trainer loop). (slowdown, seconds of Trainer overhead per step), fitted on this project's 2-core AMX CPU from
+# two bench/advisor_accuracy.py runs (SmolLM2-135M full and tiny-a full, bf16 autocast, 8 x 128 tokens):
+# measured = 4.8 x modelled + 0.09 s. CUDA: an assumed 2x (about 50% of the matmul rate), not yet measured.
+CALIBRATION = {"cpu": (4.8, 0.09), "cuda": (2.0, 0.01)}
+
+
 def cache_file() -> Path:
     from ftatlas.models.loading import cache_root
 
@@ -51,7 +58,7 @@ def cache_file() -> Path:
 
 def _device_key(device: str, dtype: torch.dtype, m: int, k: int, n: int) -> str:
     name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
-    return f"v2|{device}|{name}|{torch.get_num_threads()}|{dtype}|{m}x{k}x{n}"
+    return f"v3|{device}|{name}|{torch.get_num_threads()}|{dtype}|{m}x{k}x{n}"
 
 
 def _time(fn: Any, device: str, min_seconds: float = 0.3) -> float:
@@ -73,7 +80,7 @@ def tabled_gpu(memory_gb: float | None) -> tuple[str, Throughput]:
     fits = [k for k, v in KNOWN_GPUS.items() if memory_gb is not None and v[0] >= memory_gb - 0.5]
     name = min(fits, key=lambda k: KNOWN_GPUS[k][0]) if fits else "A100 (40/80 GB)"
     _gb, flops, bw = KNOWN_GPUS[name]
-    return name, Throughput(flops * 0.5, bw * 0.7, f"tabled {name}, 50% of dense bf16 peak", 10e-6)
+    return name, Throughput(flops, bw, f"tabled {name} (dense bf16 peak)", 10e-6, *CALIBRATION["cuda"])
 
 
 def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memory_gb: float | None = None,
@@ -88,7 +95,7 @@ def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memo
     path = cache_file()
     cache = json.loads(path.read_text()) if path.is_file() else {}
     if key in cache and not refresh:
-        return Throughput(*cache[key])
+        return Throughput(*cache[key], *CALIBRATION.get(device, (1.0, 0.0)))
     a = torch.randn(m, arch.hidden, device=device, dtype=dtype)
     b = torch.randn(arch.hidden, arch.intermediate, device=device, dtype=dtype)
     flops = 2 * m * arch.hidden * arch.intermediate / _time(lambda: a @ b, device)
@@ -97,7 +104,8 @@ def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memo
     bandwidth = 2 * big.numel() * 4 / _time(lambda: dst.copy_(big), device)
     x = torch.randn(64, device=device)
     op = _time(lambda: x.add_(1.0), device, 0.1)
-    result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)", op)
+    result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)", op,
+                        *CALIBRATION.get(device, (1.0, 0.0)))
     path.parent.mkdir(parents=True, exist_ok=True)
     cache[key] = [result.flops, result.bandwidth, result.source, result.op_seconds]
     path.write_text(json.dumps(cache, indent=1))
@@ -138,6 +146,9 @@ def run_steps(recipe_data: dict[str, Any]) -> dict[str, Any]:
 
     recipe = build_recipe(recipe_data, source="dry run")
     session = prepare(recipe, progress=False)
+    with torch.no_grad():  # page in weights that loading left memory-mapped, so the baseline holds them
+        for p in session.loaded.model.parameters():
+            p.sum()
     base = _baseline(session.device)
     model = METHODS.get(recipe.method.name)().apply(session.loaded.model, recipe.method_params())
     objective = OBJECTIVES.get(recipe.objective.name)()
