@@ -80,7 +80,8 @@ class LossTokenTrainer(Trainer):
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
         if self.chunk is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        total, n = chunked_lm_loss_sum(model, inputs, self.chunk)
+        with self.accelerator.autocast():  # the decoder is called directly, outside accelerate's wrapped forward
+            total, n = chunked_lm_loss_sum(model, inputs, self.chunk)
         loss = total / (num_items_in_batch if num_items_in_batch is not None else max(n, 1))
         return (loss, {"loss": loss}) if return_outputs else loss
 
