@@ -22,7 +22,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from ftatlas.data.packing import BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
-from ftatlas.models.accel import check_cuda_options, compile_blocks
+from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import chunked_lm_loss_sum, split_lm
 from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
@@ -105,7 +105,7 @@ class SFT(Objective):
             raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
         t = ctx.recipe.train
         packed = t.packing != "off"
-        extra = check_cuda_options(t, ctx.device)
+        extra: dict[str, Any] = {}
         if packed and t.packed_attention == "varlen":
             use_varlen_attention(ctx.model, ctx.device)  # per-sequence attention; others still see the boundaries
         if packed:
