@@ -8,7 +8,7 @@ from peft import LoraConfig, PromptTuningConfig, get_peft_model
 
 from ftatlas.data.packing import PackedCollator
 from ftatlas.data.templating import IGNORE
-from ftatlas.models.chunked_ce import chunked_lm_loss_sum, linear_cross_entropy_sum, split_lm
+from ftatlas.models.chunked_ce import chunked_lm_loss_sum, linear_cross_entropy_sum, rewrites_inputs, split_lm
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -79,7 +79,9 @@ def test_no_loss_rows_give_zero_with_a_graph():
 
 
 def test_prompt_learning_is_not_split(tiny_model):
+    """Its forward adds virtual tokens/a KV prefix: no decoder shortcut, and sft does not pack it either."""
+    assert not rewrites_inputs(tiny_model)
     model = get_peft_model(tiny_model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
-    assert split_lm(model) is None
+    assert rewrites_inputs(model) and split_lm(model) is None
     with pytest.raises(ValueError, match="chunked loss does not support"):
         chunked_lm_loss_sum(model, batch())

@@ -75,14 +75,19 @@ def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets
     return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype)
 
 
+def rewrites_inputs(model: nn.Module) -> bool:
+    """A prompt-learning PEFT model (prefix/prompt/p-tuning): its forward adds virtual tokens or a KV prefix."""
+    if not hasattr(model, "peft_config"):
+        return False
+    cfg = model.peft_config.get(getattr(model, "active_adapter", "default"))
+    return cfg is None or bool(getattr(cfg, "is_prompt_learning", False))
+
+
 def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     """(decoder, lm_head) of a causal LM or a module-injecting PEFT wrapper of one; None if unsupported."""
-    base = model
-    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
-        cfg = model.peft_config.get(getattr(model, "active_adapter", "default"))
-        if cfg is None or getattr(cfg, "is_prompt_learning", False):
-            return None
-        base = model.get_base_model()
+    if rewrites_inputs(model):
+        return None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
     if config is None or getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
         return None

@@ -23,7 +23,7 @@ from transformers.trainer_callback import PrinterCallback
 from ftatlas.data.packing import BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
-from ftatlas.models.chunked_ce import chunked_lm_loss_sum, split_lm
+from ftatlas.models.chunked_ce import chunked_lm_loss_sum, rewrites_inputs, split_lm
 from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
@@ -104,7 +104,7 @@ class SFT(Objective):
         if not train:
             raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
         t = ctx.recipe.train
-        packed = t.packing != "off"
+        packed = t.packing != "off" and not rewrites_inputs(ctx.model)  # a KV prefix would span a packed row
         extra: dict[str, Any] = {}
         if packed and t.packed_attention == "varlen":
             use_varlen_attention(ctx.model, ctx.device)  # per-sequence attention; others still see the boundaries
