@@ -79,7 +79,7 @@ def row(model: str, source: str, method: str, data: Path, steps: int, batch: int
     est = estimate_step(config, method, facts.shape, spec, params)
     recipe = {"model": {"name": source}, "data": {"train": str(data), "eval_split": 0.0, "max_length": 512},
               "method": {"name": method, **params}, "train": {"batch_size": batch, "lr": 1e-4, "precision": prec}}
-    if method in ("prompt", "ptuning"):  # padding-free packing fails with virtual tokens in this tree
+    if method in ("prompt", "ptuning"):  # virtual tokens cannot span a packed row: these train on padded batches
         recipe["train"]["packing"] = "off"
     t0 = time.time()
     got = dry_run(recipe, steps=steps)
@@ -124,8 +124,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
-    ap.add_argument("--precision", default="fp32", help="fp32 (default: PEFT under bf16 autocast fails on CPU in "
-                    "this tree's chunked loss) or bf16")
+    ap.add_argument("--precision", default="fp32", help="fp32 (default; the first run's bf16 PEFT failures, since "
+                    "fixed in 82f9110, made it the default) or bf16")
     args = ap.parse_args()
     from ftatlas.methods import METHODS
 
