@@ -113,23 +113,13 @@ def build_context(name: str, params: dict[str, Any] | ContextParams, tokenizer: 
 
 def augment_conversations(ctx: Context, rows: list[Conversation]) -> list[Conversation]:
     """Training rows with the context applied to the prompt of their final assistant turn."""
-    out = []
-    prompts, keep = [], []
-    for r in rows:
-        if r.is_text:
-            keep.append(None)
-            continue
-        prompt, _ = r.prompt_and_reference()
-        keep.append(len(prompts))
-        prompts.append(prompt)
-    augmented = ctx.augment(prompts)
-    for r, k in zip(rows, keep, strict=True):
-        if k is None:
-            out.append(r)
-            continue
-        n = len(r.prompt_and_reference()[0])
-        out.append(Conversation(augmented[k].messages + r.messages[n:], source=r.source, line=r.line, meta=r.meta))
-    return out
+    chat = [r for r in rows if not r.is_text]
+    prompts = [r.prompt_and_reference()[0] for r in chat]
+    replaced = {
+        id(r): Conversation(a.messages + r.messages[len(p):], source=r.source, line=r.line, meta=r.meta)
+        for r, p, a in zip(chat, prompts, ctx.augment(prompts), strict=True)
+    }
+    return [replaced.get(id(r), r) for r in rows]
 
 
 def resolve_context(recipe: Any | None, name: str | None, options: list[str] | None) -> tuple[str, dict[str, Any]]:
