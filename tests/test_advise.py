@@ -77,31 +77,36 @@ def test_activations_follow_the_hand_formula(cfg):
     # full: both norms' inputs and normalised tensors in fp32 (2*2*4*64), bf16 copies/attention/MLP 2*(128+256+64+512)
     assert activation_bytes_per_token_layer(arch, 2, 4, True, 0) == 1024 + 1920
     data = DataShape.from_lengths([50] * 10)
-    full = estimate_step(cfg, "full", data, StepSpec(batch_size=4))
+    full = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=False))
     assert full.tokens == 200 and full.activation_bytes == 200 * 2 * (1024 + 1920)
     # lora (all-linear, r 16, dropout): frozen norms; per layer the dropout outputs (6 x 64 in + 128 for down) + ranks
-    lora = estimate_step(cfg, "lora", data, StepSpec(batch_size=4))
+    lora = estimate_step(cfg, "lora", data, StepSpec(batch_size=4, gradient_checkpointing=False))
     assert lora.activation_bytes == 200 * 2 * (512 + 2 * (960 + 6 * 64 + 128 + 7 * 16))
     # freeze top 1 of 2 layers: only that layer saves; checkpointing keeps layer inputs plus one layer's set
-    top = estimate_step(cfg, "freeze", data, StepSpec(batch_size=4), {"top_n": 1})
+    top = estimate_step(cfg, "freeze", data, StepSpec(batch_size=4, gradient_checkpointing=False), {"top_n": 1})
     assert top.activation_bytes == 200 * 1 * (1024 + 1920)
     ckpt = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=True))
+    # the default (None) follows train.gradient_checkpointing=auto: on, except for prefix
+    assert estimate_step(cfg, "full", data, StepSpec(batch_size=4)).activation_bytes == ckpt.activation_bytes
+    assert estimate_step(cfg, "prefix", data, StepSpec(batch_size=4)).activation_bytes == estimate_step(
+        cfg, "prefix", data, StepSpec(batch_size=4, gradient_checkpointing=False)).activation_bytes
     assert ckpt.activation_bytes == 200 * (2 * 4 * 64 + 1024 + 1920)
     # fp32 (no autocast): twice the bf16 terms, no weight copies
-    fp32 = estimate_step(cfg, "full", data, StepSpec(batch_size=4, autocast=False))
+    fp32 = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=False, autocast=False))
     assert fp32.activation_bytes == 200 * 2 * (1024 + 2 * 1920) and fp32.parts["autocast_copies"] == 0
     assert full.parts["autocast_copies"] == 2 * 2 * arch.layer_linear_params
     assert full.peak_bytes > lora.peak_bytes > top.params.frozen_bytes + RUNTIME_BYTES["cpu"]
     # PEFT under autocast keeps its frozen linears in bf16 (train.frozen_half): 2 bytes less each, no copies
-    fp32_store = estimate_step(cfg, "lora", data, StepSpec(batch_size=4, frozen_half=False))
+    fp32_store = estimate_step(cfg, "lora", data,
+                               StepSpec(batch_size=4, gradient_checkpointing=False, frozen_half=False))
     assert lora.parts["autocast_copies"] == 0 and fp32_store.parts["autocast_copies"] > 0
     assert fp32_store.peak_bytes - lora.peak_bytes == (2 + 2) * 2 * arch.layer_linear_params  # storage + copies
 
 
 def test_prompt_learning_pays_full_logits(cfg):
     data = DataShape.from_lengths([50] * 10, loss_tokens=50)
-    chunked = estimate_step(cfg, "ia3", data, StepSpec(batch_size=4))
-    prompt = estimate_step(cfg, "prefix", data, StepSpec(batch_size=4))
+    chunked = estimate_step(cfg, "ia3", data, StepSpec(batch_size=4, gradient_checkpointing=False))
+    prompt = estimate_step(cfg, "prefix", data, StepSpec(batch_size=4, gradient_checkpointing=False))
     assert prompt.parts["loss"] == 200 * cfg.vocab_size * 14
     assert chunked.parts["loss"] < prompt.parts["loss"]
 

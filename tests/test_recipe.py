@@ -449,3 +449,15 @@ def test_axis_and_field_errors_are_reported_together():
 def test_incompatible_method_combination_stops_at_validation():
     msg = build_error(MINIMAL, ["method=prefix", "train.gradient_checkpointing=true"])
     assert "method 'prefix' does not work with train.gradient_checkpointing" in msg
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], True),  # auto: on, as TRL's default
+    (["method=prefix"], False),  # auto leaves it off where it cannot work
+    (["method=none"], False),  # nothing trains
+    (["train.gradient_checkpointing=false"], False),
+    (["method=full", "train.gradient_checkpointing=true"], True),
+])
+def test_gradient_checkpointing_auto_resolves_per_method(overrides, expected):
+    recipe = build_recipe(MINIMAL, overrides)
+    assert recipe.checkpointing() is expected

@@ -337,7 +337,8 @@ def advise(
     time: Annotated[str | None, typer.Option("--time", help="time budget, e.g. 2h")] = None,
     batch_size: Annotated[int, typer.Option(help="examples per micro-batch")] = 8,
     max_length: Annotated[int, typer.Option(help="tokens per example (longer rows are truncated)")] = 1024,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="estimate with gradient checkpointing")] = False,
+    gradient_checkpointing: Annotated[bool | None, typer.Option(
+        help="estimate with/without gradient checkpointing (default: ftatlas' default, on except prefix)")] = None,
     shots: Annotated[int, typer.Option(help="k of the few-shot comparison")] = 3,
     measure: Annotated[bool, typer.Option(help="run 3 real steps of every method that fits")] = False,
     fmt: Annotated[str, typer.Option("--format", help="text or mermaid (the map with the path)")] = "text",

@@ -75,7 +75,9 @@ class TrainSpec(Strict):
     seed: int = Field(42, description="seed for init, shuffling and dropout")
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field(
         "auto", description="auto = bf16 autocast on CUDA/CPUs with bf16, else fp32")
-    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="recompute activations in the backward to save memory; auto = on (TRL's default "
+        "too) for every method that allows it (not prefix, whose prefixes live in the KV cache)")
     packing: Literal["off", "padding_free", "best_fit"] = Field(
         "padding_free", description="sft: off = right-padded batches; padding_free = each micro-batch's rows end "
         "to end in one row, no padding, attention kept per sequence; best_fit = the same, with micro-batches "
@@ -175,6 +177,16 @@ class Recipe(Strict):
         from ftatlas.methods import METHODS
 
         return METHODS.get(self.method.name).Params(**self.method.params())
+
+    def checkpointing(self) -> bool:
+        """Whether training recomputes activations: ``train.gradient_checkpointing``, with ``auto`` resolved
+        to on for every training method that allows it."""
+        from ftatlas.methods import METHODS
+
+        if self.train.gradient_checkpointing != "auto":
+            return bool(self.train.gradient_checkpointing)
+        method = METHODS.get(self.method.name)
+        return method.trains and method.checkpointing
 
     def objective_params(self) -> BaseModel:
         from ftatlas.objectives import OBJECTIVES

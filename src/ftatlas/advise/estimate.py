@@ -129,7 +129,7 @@ class StepSpec:
 
     batch_size: int = 8
     autocast: bool = True  # bf16 autocast over fp32 master weights
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: ftatlas' default, on where the method allows it
     chunked_loss: bool = True
     loss_chunk: int = 1024
     optimizer: str = "adamw"
@@ -255,6 +255,7 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
                   params: BaseModel | dict[str, Any] | None = None) -> StepEstimate:
     """Peak bytes and per-token work of one training step of ``method`` on batches of ``data``'s rows."""
     entry = METHODS.get(method)
+    checkpointing = entry.checkpointing if step.gradient_checkpointing is None else step.gradient_checkpointing
     p = params if isinstance(params, BaseModel) else entry.Params(**(params or {}))
     arch = Arch.from_config(config)
     mem = estimate_memory(config, method, p, weight_bytes=4, optimizer=step.optimizer)
@@ -267,7 +268,7 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
     loss_rows = max(1, round(tokens * data.loss_share))
     per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)
-    if step.gradient_checkpointing:
+    if checkpointing:
         activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
     else:
         activations = tokens * grad_layers * per_layer
@@ -299,7 +300,7 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     fwd = arch.layers * layer_fwd + 2 * vh * head_rows / max(tokens, 1)
     train_w = lay.weights_train_layers
     bwd = (grad_layers + train_w) * layer_fwd + (2 if lay.head_trains else 1) * 2 * vh * head_rows / max(tokens, 1)
-    if step.gradient_checkpointing:
+    if checkpointing:
         bwd += grad_layers * layer_fwd
     moved = 3 * grad_layers * per_layer + arch.layers * per_layer  # saved: written, read twice; frozen: written
     opt_moved = mem.trainable_params * (4 * 4 + 4 * 4)  # weight, grad, two states read and written

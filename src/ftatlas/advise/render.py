@@ -57,7 +57,8 @@ def measure_candidates(advice: Advice, data: str, steps: int = 3) -> None:
             "method": {"name": r.method, **candidate_params(r.method, config)},
             "objective": "dpo" if advice.goal == "alignment" else "sft",  # the path the estimate models
             "train": {"batch_size": advice.spec.batch_size, "precision": "auto",
-                      "gradient_checkpointing": advice.spec.gradient_checkpointing}}
+                      "gradient_checkpointing": "auto" if advice.spec.gradient_checkpointing is None
+                      else advice.spec.gradient_checkpointing}}
         if "builtin" in recipe["data"]:
             recipe["data"].pop("eval_split")
         r.measured = dry_run(recipe, steps=steps)

@@ -28,6 +28,7 @@ class Method:
     summary: str = ""
     merge_note: str | None = None  # None: merge is possible (trivially so for methods that save model/)
     trains: bool = True  # False only for ``none``: the run evaluates the base model with its context
+    checkpointing: bool = True  # False where checkpointing cannot work (prefix): what gradient_checkpointing=auto uses
 
     def load_options(self, params: BaseModel, device: str) -> dict[str, Any]:
         """Extra kwargs for ``from_pretrained`` when loading the base for this method."""

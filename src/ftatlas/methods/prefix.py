@@ -41,6 +41,7 @@ class Prefix(PeftMethod):
     merge_note = ("prefix tuning adds learned key/value prefixes to every attention layer at run time; "
                   "there is no weight delta to fold into the base")
     Params = PrefixParams
+    checkpointing = False  # train.gradient_checkpointing=auto leaves it off
 
     def peft_config(self, params: PrefixParams, model: nn.Module) -> PrefixTuningConfig:
         return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens,
@@ -48,7 +49,7 @@ class Prefix(PeftMethod):
                                   encoder_hidden_size=params.encoder_hidden_size)
 
     def check_recipe(self, params: PrefixParams, recipe: Any) -> None:
-        if recipe.train.gradient_checkpointing:
+        if recipe.train.gradient_checkpointing is True:
             raise ValueError(CHECKPOINTING_ERROR)
 
     def apply(self, model: nn.Module, params: PrefixParams) -> nn.Module:

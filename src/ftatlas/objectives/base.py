@@ -93,8 +93,8 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         bf16=half is not None and str(half) == "torch.bfloat16",
         fp16=half is not None and str(half) == "torch.float16",
         use_cpu=ctx.device == "cpu",
-        activation_checkpointing=t.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing=ctx.recipe.checkpointing(),
+        activation_checkpointing_kwargs={"use_reentrant": False} if ctx.recipe.checkpointing() else None,
         logging_steps=t.log_every,
         logging_nan_inf_filter=False,  # Trainer would hide NaN/inf losses from logs; MetricsLogger stops on them
         eval_strategy="steps" if has_eval and t.eval_every else "no",
