@@ -115,11 +115,37 @@ class DecodeSpec(Strict):
     seed: int = Field(0, description="sampling seed")
 
 
+class JudgeSpec(Strict):
+    model: str = Field(..., description="local: run dir, model dir or alias; endpoint: the model name it serves")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (e.g. http://host:8000/v1); "
+                                 "unset = load `model` locally")
+    api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
+    rubric: str | None = Field(None, description="pointwise rubric; default ftatlas.evaluate.judge.DEFAULT_RUBRIC")
+    show_reference: bool = Field(True, description="show the reference answer to the pointwise judge")
+    max_new_tokens: int = Field(64, ge=1, description="tokens the judge may write per verdict")
+    timeout_s: float = Field(60.0, gt=0, description="seconds per endpoint request")
+    workers: int = Field(4, ge=1, description="endpoint requests in flight at once")
+
+
 class EvalSpec(Strict):
     metrics: list[str] | None = Field(None, description="metric names; default: the task's, else exact_match")
     max_examples: int | None = Field(None, ge=1, description="score only the first N held-out rows")
     batch_size: int = Field(16, ge=1, description="prompts generated together (left padded, KV cache)")
     decode: DecodeSpec = Field(default_factory=DecodeSpec)
+    json_schema: str | dict[str, Any] | None = Field(
+        None, description="JSON schema (file path or inline mapping) for the json_schema metric")
+    reward_model: str | None = Field(None, description="reward run dir or model dir for the reward_score metric")
+    judge: JudgeSpec | None = Field(None, description="LLM judge for the judge_score / judge_pairwise metrics")
+
+    @model_validator(mode="after")
+    def _metric_config(self) -> EvalSpec:
+        """Metrics that need configuration (a schema, a reward model, a judge) say so when the recipe loads."""
+        from ftatlas.evaluate.model_metrics import missing_config
+
+        problem = missing_config(self.metrics or [], self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class OutputSpec(Strict):

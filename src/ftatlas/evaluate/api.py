@@ -9,7 +9,7 @@ from typing import Any
 from ftatlas.context.base import context_for
 from ftatlas.data.readers import read_file
 from ftatlas.data.splits import load_splits
-from ftatlas.evaluate.metrics import METRICS
+from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure
 from ftatlas.models.device import resolve_precision
@@ -49,6 +49,21 @@ def objective_evaluation(target: str, data: str | None, max_examples: int | None
     return result, out
 
 
+def _saved_eval(target: str) -> EvalSpec | None:
+    """A run's own ``eval:`` block (its schema, reward model, judge), read without loading the model."""
+    from ftatlas.recipe import load_recipe
+
+    recipe_file = Path(target) / "recipe.yaml"
+    return load_recipe(recipe_file).eval if recipe_file.is_file() else None
+
+
+def _spec(saved: EvalSpec | None, metrics: list[str], max_examples: int | None, batch_size: int,
+          decode: DecodeSpec, options: dict[str, Any] | None) -> EvalSpec:
+    base = saved.model_dump(exclude={"metrics", "max_examples", "batch_size", "decode"}) if saved else {}
+    return EvalSpec(**{**base, **(options or {}), "metrics": metrics, "max_examples": max_examples,
+                       "batch_size": batch_size, "decode": decode})
+
+
 def evaluate_target(
     target: str,
     data: str | None,
@@ -61,14 +76,19 @@ def evaluate_target(
     progress: bool = True,
     context: str | None = None,
     context_options: list[str] | None = None,
+    eval_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Generate and score; the run's recipe context applies unless ``context``/``context_options`` change it.
-    Runs whose objective evaluates itself (a reward model: pairwise accuracy) are scored that way."""
+    Runs whose objective evaluates itself (a reward model: pairwise accuracy) are scored that way.
+
+    ``eval_options`` sets fields of the recipe's ``eval:`` block (e.g. ``json_schema``, ``reward_model``,
+    ``judge``) over the run's own; for a bare model they are the whole configuration."""
     own = objective_evaluation(target, data, max_examples, out)
     if own is not None:
         return own
-    for m in metrics or []:
-        METRICS.get(m)  # unknown names fail before the model loads
+    saved = _saved_eval(target)
+    if metrics:  # unknown names and missing configuration fail before the model loads
+        check_metrics(metrics, _spec(saved, metrics, max_examples, batch_size, decode, eval_options))
     if data is not None:
         rows = read_file(data)
     loaded, recipe, run = load_run_or_model(target)
@@ -82,7 +102,8 @@ def evaluate_target(
     metrics = metrics or (recipe.eval.metrics if recipe else None) or FALLBACK_METRICS
     ctx = context_for(recipe, loaded.tokenizer, context, context_options)
     device = next(loaded.model.parameters()).device.type
-    spec = EvalSpec(metrics=metrics, max_examples=max_examples, batch_size=batch_size, decode=decode)
+    spec = _spec(saved, metrics, max_examples, batch_size, decode, eval_options)
+    check_metrics(metrics, spec)
     with Measure(device) as meas:
         result = evaluate_rows(loaded.model, loaded.tokenizer, rows, spec, metrics,
                                autocast=resolve_precision("auto", device).autocast, progress=progress,

@@ -6,6 +6,8 @@ corpus statistic on each resample. Percentile intervals; seeded, so the same eva
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ftatlas.evaluate.metrics import CORPUS
@@ -35,3 +37,18 @@ def bootstrap_ci(names: list[str], per: list[dict[str, float]], predictions: lis
             samples = values[rng.integers(0, n, (N_RESAMPLES, n))].mean(axis=1)
         out[name] = [round(float(np.percentile(samples, lo_q)), 4), round(float(np.percentile(samples, hi_q)), 4)]
     return out
+
+
+def bootstrap_statistic(statistic: Callable[[np.ndarray], np.ndarray], n: int, level: float = 0.95,
+                        seed: int = 0) -> list[float] | None:
+    """Percentile interval of ``statistic`` (``(R, n)`` resampled row indices -> R values; NaN = not defined on
+    that resample, e.g. no scored example in it). None when no resample gives a value."""
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    samples = np.asarray(statistic(rng.integers(0, n, (N_RESAMPLES, n))), dtype=np.float64)
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        return None
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return [round(float(np.percentile(samples, lo_q)), 4), round(float(np.percentile(samples, hi_q)), 4)]

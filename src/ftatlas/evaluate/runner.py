@@ -1,4 +1,5 @@
-"""Score a model on held-out conversations: generate for every prompt, compute metrics, build eval.json."""
+"""Score a model on held-out rows: generate for every prompt (when a metric needs predictions), compute the string
+metrics and the model metrics (log-likelihood, reward model, judge, schema), bootstrap every one, build eval.json."""
 
 from __future__ import annotations
 
@@ -9,14 +10,59 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ftatlas.context.base import Augmented, Context
-from ftatlas.data.records import Conversation
+from ftatlas.data.records import Conversation, Message
 from ftatlas.data.templating import render_prompt
-from ftatlas.evaluate.bootstrap import bootstrap_ci
+from ftatlas.evaluate.bootstrap import bootstrap_ci, bootstrap_statistic
 from ftatlas.evaluate.generation import generate
-from ftatlas.evaluate.metrics import score
+from ftatlas.evaluate.metrics import METRICS, score
+from ftatlas.evaluate.model_metrics import MODEL_METRICS, EvalBatch, MetricResult, check_metrics
 from ftatlas.recipe import EvalSpec
 
 N_EXAMPLES = 20  # examples kept in eval.json for a human to read
+
+
+def _pairs(rows: list[Conversation], metrics: list[str]) -> list[tuple[list[Message], str]]:
+    """(prompt messages, reference) per row; plain-text rows have no prompt and are their own reference."""
+    if any(r.is_text for r in rows):
+        other = [m for m in metrics if m not in MODEL_METRICS or not MODEL_METRICS.get(m).text_rows]
+        if other:
+            first = next(r for r in rows if r.is_text)
+            able = ", ".join(n for n in MODEL_METRICS.names() if MODEL_METRICS.get(n).text_rows)
+            raise ValueError(f"{first.source}:{first.line}: a plain-text row has no prompt/answer to score with "
+                             f"{', '.join(other)}; plain text is scored by: {able}")
+        return [([], r.text or "") if r.is_text else r.prompt_and_reference() for r in rows]
+    return [r.prompt_and_reference() for r in rows]
+
+
+def _model_metrics(names: list[str], batch: EvalBatch) -> tuple[dict[str, MetricResult], dict[str, float]]:
+    results, seconds = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        results[name] = MODEL_METRICS.get(name).fn(batch)
+        seconds[name] = round(time.perf_counter() - t0, 2)
+    return results, seconds
+
+
+def _merge(metrics: list[str], means: dict, per: list[dict], ci: dict, results: dict[str, MetricResult],
+           notes: list[dict]) -> dict[str, Any]:
+    """Model-metric results into the same metrics / ci95 / per-example maps as the string metrics."""
+    for name, res in results.items():
+        means[name] = res.value()
+        ci_95 = bootstrap_statistic(res.resample, len(res.per))
+        if ci_95 is not None:
+            ci[name] = ci_95
+        for row, note, value, extra in zip(per, notes, res.per, res.notes or [{}] * len(res.per), strict=True):
+            row[name] = value
+            note.update(extra)
+    names = [m for m in metrics if m in MODEL_METRICS]
+    extra: dict[str, Any] = {
+        "lower_is_better": [m for m in names if MODEL_METRICS.get(m).lower_is_better],
+        "scales": {m: MODEL_METRICS.get(m).scale for m in names if MODEL_METRICS.get(m).scale},
+        "unscored": {m: results[m].unscored for m in names if results[m].unscored},
+        "details": {m: results[m].info for m in names if results[m].info},
+    }
+    return {"metrics": {m: means[m] for m in metrics}, "ci95": {m: ci[m] for m in metrics if m in ci},
+            **{k: v for k, v in extra.items() if v}}
 
 
 def evaluate_rows(
@@ -31,33 +77,50 @@ def evaluate_rows(
     desc: str = "evaluating",
     context: Context | None = None,
 ) -> dict[str, Any]:
-    """Return ``{"metrics": {...}, "n": N, "examples": [...], ...}`` per the run-directory contract."""
+    """Return ``{"metrics": {...}, "ci95": {...}, "n": N, "examples": [...], ...}`` per the run-directory contract.
+
+    Metrics that score log-likelihoods only (mc_accuracy, perplexity) need no generation; when every requested
+    metric is one of those, nothing is generated and ``prediction`` is null in the examples."""
     rows = rows[: spec.max_examples] if spec.max_examples else rows
     if not rows:
         raise ValueError("no held-out rows to evaluate; set data.eval or data.eval_split > 0")
-    pairs = [r.prompt_and_reference() for r in rows]
-    augmented = context.augment([msgs for msgs, _ in pairs]) if context else [Augmented(m) for m, _ in pairs]
-    prompts = [render_prompt(tokenizer, a.messages) for a in augmented]
+    check_metrics(metrics, spec)
+    pairs = _pairs(rows, metrics)
+    conv = [msgs for msgs, _ in pairs if msgs]
+    done = iter(context.augment(conv) if context and conv else [Augmented(m) for m in conv])
+    augmented = [next(done) if msgs else Augmented([]) for msgs, _ in pairs]
+    prompts = [render_prompt(tokenizer, a.messages) if a.messages else "" for a in augmented]
     refs = [ref for _, ref in pairs]
+    text_names = [m for m in metrics if m in METRICS]
+    model_names = [m for m in metrics if m in MODEL_METRICS]
+    generating = bool(text_names) or any(MODEL_METRICS.get(m).needs_predictions for m in model_names)
     t0 = time.perf_counter()
-    preds = generate(model, tokenizer, prompts, spec.decode, batch_size=spec.batch_size,
-                     autocast=autocast, progress=progress, desc=desc)
+    preds = generate(model, tokenizer, prompts, spec.decode, batch_size=spec.batch_size, autocast=autocast,
+                     progress=progress, desc=desc) if generating else None
     seconds = time.perf_counter() - t0
-    means, per = score(metrics, preds, refs)
-    ci = bootstrap_ci(metrics, per, preds, refs)
+    means, per = score(text_names, preds, refs) if text_names else ({}, [{} for _ in rows])
+    ci = bootstrap_ci(text_names, per, preds or [], refs)
+    batch = EvalBatch(model, tokenizer, rows, [m for m, _ in pairs], [a.messages for a in augmented], prompts, refs,
+                      preds, spec, autocast, progress)
+    results, metric_seconds = _model_metrics(model_names, batch)
+    notes: list[dict[str, Any]] = [{} for _ in rows]
+    body = _merge(metrics, means, per, ci, results, notes)
     prompt_tokens = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
     examples = [
         {"source": f"{r.source}:{r.line}", "prompt": msgs[-1].content if msgs else "", "reference": ref,
-         "prediction": pred, "scores": s, **a.info}
-        for r, (msgs, ref), pred, s, a in zip(rows[:N_EXAMPLES], pairs, preds, per, augmented, strict=False)
+         "prediction": pred, "scores": s, **a.info, **note}
+        for r, (msgs, ref), pred, s, a, note in zip(rows[:N_EXAMPLES], pairs, preds or [None] * len(rows), per,
+                                                     augmented, notes, strict=False)
     ]
+    if not generating:
+        seconds = sum(metric_seconds.values())
     return {
-        "metrics": means,
-        "ci95": ci,  # bootstrap percentile interval per metric (resampling the held-out examples)
+        **body,  # metrics, ci95 (bootstrap percentile interval per metric), and for model metrics the extras
         "n": len(rows),
         "examples": examples,
         "seconds": round(seconds, 2),
         "examples_per_s": round(len(rows) / seconds, 2) if seconds else None,
+        **({"metric_seconds": metric_seconds} if metric_seconds else {}),
         "prompt_tokens_per_request": round(prompt_tokens / len(rows), 1),
         "context": context.name if context else "zero_shot",
         "decode": spec.decode.model_dump(),
