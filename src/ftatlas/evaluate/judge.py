@@ -110,9 +110,11 @@ def make_judge(batch: EvalBatch) -> Judge:
     """One judge per evaluation (a local judge model loads once for both judge metrics)."""
     if "judge" not in batch.cache:
         spec = batch.spec.judge
-        device = next(batch.model.parameters()).device.type
-        batch.cache["judge"] = (EndpointJudge(spec) if spec.base_url
-                                else LocalJudge(spec, device, batch.spec.batch_size, batch.autocast))
+        if spec.base_url:
+            batch.cache["judge"] = EndpointJudge(spec)
+        else:
+            device = next(batch.model.parameters()).device.type
+            batch.cache["judge"] = LocalJudge(spec, device, batch.spec.batch_size, batch.autocast)
     return batch.cache["judge"]
 
 
