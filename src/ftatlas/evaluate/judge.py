@@ -129,12 +129,12 @@ def _check(spec: Any) -> None:
 # --- parsing ---------------------------------------------------------------------------------------------------
 
 _SCORE_PATTERNS = [
-    re.compile(r"\b(?:score|rating)\b\s*(?:is|of|[:=])?\s*[*\[]*\s*(\d+(?:\.\d+)?)", re.IGNORECASE),
+    re.compile(r"\b(?:score|rating)\b\s*(?:is|of|[:=])?[\s*\[]*(\d+(?:\.\d+)?)", re.IGNORECASE),
     re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b", re.IGNORECASE),
     re.compile(r"^\W*(\d+(?:\.\d+)?)\W*$"),  # the reply is just a number
 ]
 _VERDICT_PATTERNS = [
-    re.compile(r"\bverdict\b\s*[:=]?\s*[*\[\"']*\s*(A|B|tie)\b", re.IGNORECASE),
+    re.compile(r"\bverdict\b\s*[:=]?[\s*\[\"']*(A|B|tie)\b", re.IGNORECASE),
     re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE),  # MT-bench's [[A]] / [[B]] / [[C]] (tie)
     re.compile(r"^\W*(A|B|tie)\W*$", re.IGNORECASE),
 ]
