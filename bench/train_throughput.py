@@ -221,7 +221,8 @@ def markdown(results: dict, a: argparse.Namespace, ceiling: float) -> str:
     for mode, r in results.items():
         for side in ("trl", "ftatlas"):
             s = r[side]
-            lines.append(f"| {mode} | {'TRL+PEFT' if side == 'trl' else 'ftatlas'} | {s['tokens_per_s']:,.0f} | "
+            label = ("TRL+PEFT" if mode == "lora" else "TRL") if side == "trl" else "ftatlas"
+            lines.append(f"| {mode} | {label} | {s['tokens_per_s']:,.0f} | "
                          f"{s['tflops']:.3f} ({100 * s['tflops'] / ceiling:.1f}%) | {s['peak_rss_gib']:.2f} GiB | "
                          f"{s['final_loss']:.4f} |")
         x = r["ratio"]
