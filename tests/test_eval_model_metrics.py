@@ -226,3 +226,26 @@ def test_evaluate_target_writes_model_metrics_into_eval_json(tiny_model_dir, tmp
     assert saved["n"] == 3 and len(saved["examples"]) == 3
     with pytest.raises(ValueError, match="needs eval.reward_model"):  # before the model loads
         evaluate_target(str(tiny_model_dir), str(data), ["reward_score"], DecodeSpec(), progress=False)
+
+
+def test_recipe_eval_block_drives_train_and_re_eval(tiny_model_dir, tmp_path):
+    """The arena and `ftatlas train` evaluate through the recipe's eval: block; `ftatlas eval RUN` reuses it."""
+    from conftest import tiny_recipe
+
+    from ftatlas.evaluate.api import evaluate_target
+    from ftatlas.pipeline import train
+    from ftatlas.recipe import build_recipe
+
+    schema = tmp_path / "contact.schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"max_steps": 1},
+                                      eval={"metrics": ["json_match", "json_schema", "perplexity"],
+                                            "json_schema": str(schema)}))
+    session = train(recipe, progress=False)
+    saved = json.loads((session.run.path / "eval.json").read_text())
+    assert list(saved["metrics"]) == ["json_match", "json_schema", "perplexity"]
+    assert set(saved["ci95"]) == {"json_match", "json_schema", "perplexity"}
+    assert saved["metrics"]["perplexity"] > 1 and saved["lower_is_better"] == ["perplexity"]
+    result, _ = evaluate_target(str(session.run.path), None, ["json_schema"], DecodeSpec(max_new_tokens=4),
+                                max_examples=2, out=tmp_path / "again.json", progress=False)
+    assert result["n"] == 2 and "json_schema" in result["ci95"]  # the run's own schema, no option needed
