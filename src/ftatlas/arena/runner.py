@@ -12,7 +12,8 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from ftatlas.arena.spec import ArenaSpec, Cell, recipe_hash
-from ftatlas.recipe import RecipeError, dump_recipe, format_errors
+from ftatlas.recipe import Recipe, RecipeError, dump_recipe, format_errors
 from ftatlas.runs import atomic_write
 
 
@@ -41,9 +42,34 @@ def load_arena(path: str | Path) -> ArenaSpec:
         raise ArenaError(f"{path}: invalid arena\n{format_errors(e, root=ArenaSpec)}") from None
 
 
-def run_arena(spec: ArenaSpec, only: list[str] | None = None,
-              log: Callable[[str], None] = print) -> tuple[Path, list[dict[str, Any]]]:
-    """Run the cells (all, or ``only``), write table.md, table.csv and report.html; return folder and rows."""
+@dataclass
+class CellJob:
+    """A cell that needs its ``ftatlas train`` run: its written recipe, log file and recipe hash."""
+
+    cell: Cell
+    recipe: Recipe
+    digest: str
+    recipe_file: Path
+    log_file: Path
+
+
+# An executor runs the jobs it is handed (lazily, in order or in parallel) and yields each job with the
+# train command's return code and its wall seconds.
+Executor = Callable[[Iterable[CellJob]], Iterator[tuple[CellJob, int, float]]]
+
+
+def run_locally(jobs: Iterable[CellJob]) -> Iterator[tuple[CellJob, int, float]]:
+    """One cell after another on this machine."""
+    for job in jobs:
+        yield job, *execute_cell(str(job.recipe_file), str(job.log_file), str(Path.cwd()))
+
+
+def run_arena(spec: ArenaSpec, only: list[str] | None = None, log: Callable[[str], None] = print,
+              executor: Executor = run_locally) -> tuple[Path, list[dict[str, Any]]]:
+    """Run the cells (all, or ``only``), write table.md, table.csv and report.html; return folder and rows.
+
+    ``executor`` runs the cells that need training: sequentially here by default, or e.g. as Ray tasks
+    (``ftatlas.arena.ray_runner``); skipping finished cells and recording results happen here either way."""
     from ftatlas.arena.report import write_reports
 
     root = Path(spec.output.get("dir", "arena")) / spec.name
@@ -52,25 +78,36 @@ def run_arena(spec: ArenaSpec, only: list[str] | None = None,
     unknown = sorted(set(only or []) - {c.name for c in spec.cells})
     if unknown:
         raise ArenaError(f"no cell named {', '.join(unknown)}; cells: {', '.join(c.name for c in spec.cells)}")
-    rows = []
-    for i, cell in enumerate(spec.cells, 1):
-        if only and cell.name not in only:
-            row = _previous(cells_dir, cell)
-            if row is not None:
-                rows.append(row)
-            continue
-        log(f"[{i}/{len(spec.cells)}] {cell.name}")
-        rows.append(run_cell(spec, cell, cells_dir, log))
-    write_reports(spec, rows, root)
-    return root, rows
+    rows: dict[str, dict[str, Any]] = {}
+
+    def jobs() -> Iterator[CellJob]:
+        for i, cell in enumerate(spec.cells, 1):
+            if only and cell.name not in only:
+                row = _previous(cells_dir, cell)
+                if row is not None:
+                    rows[cell.name] = row
+                continue
+            log(f"[{i}/{len(spec.cells)}] {cell.name}")
+            prepared = prepare_cell(spec, cell, cells_dir, log)
+            if isinstance(prepared, CellJob):
+                yield prepared
+            else:
+                rows[cell.name] = prepared
+
+    for job, returncode, wall in executor(jobs()):
+        rows[job.cell.name] = finish_cell(job, returncode, wall, log)
+    ordered = [rows[c.name] for c in spec.cells if c.name in rows]
+    write_reports(spec, ordered, root)
+    return root, ordered
 
 
-def run_cell(spec: ArenaSpec, cell: Cell, cells_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    status_file = cells_dir / f"{cell.name}.json"
+def prepare_cell(spec: ArenaSpec, cell: Cell, cells_dir: Path, log: Callable[[str], None]) -> CellJob | dict[str, Any]:
+    """The cell's row if nothing needs running (invalid recipe, or finished before with the same recipe);
+    otherwise its recipe written to ``cells/<cell>.yaml`` as a job."""
     try:
         recipe = spec.recipe_for(cell, str(cells_dir))
     except RecipeError as e:
-        return _record(status_file, {"cell": cell.name, "status": "failed", "error": str(e)})
+        return _record(cells_dir / f"{cell.name}.json", {"cell": cell.name, "status": "failed", "error": str(e)})
     digest = recipe_hash(recipe)
     previous = _previous(cells_dir, cell)
     if previous and previous.get("status") == "ok" and previous.get("hash") == digest:
@@ -78,16 +115,33 @@ def run_cell(spec: ArenaSpec, cell: Cell, cells_dir: Path, log: Callable[[str], 
         return previous
     recipe_file = cells_dir / f"{cell.name}.yaml"
     atomic_write(recipe_file, dump_recipe(recipe))
+    return CellJob(cell, recipe, digest, recipe_file, cells_dir / f"{cell.name}.log")
+
+
+def cell_command(recipe_file: str) -> list[str]:
+    """The command that runs a cell: ``ftatlas train`` with this interpreter, in its own process."""
+    return [sys.executable, "-m", "ftatlas.cli", "train", recipe_file]
+
+
+def execute_cell(recipe_file: str, log_file: str, cwd: str) -> tuple[int, float]:
+    """Run a cell's command (from ``cwd``, where relative paths in its recipe resolve), output to ``log_file``;
+    return its exit code and wall seconds. Plain strings in and out, so it can run on a Ray worker."""
     t0 = time.perf_counter()
-    with open(cells_dir / f"{cell.name}.log", "w") as logf:
-        proc = subprocess.run([sys.executable, "-m", "ftatlas.cli", "train", str(recipe_file)],
-                              stdout=logf, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - t0
-    base = {"cell": cell.name, "hash": digest, "wall_seconds": round(wall, 1), "method": recipe.method.name,
+    with open(log_file, "w") as logf:
+        proc = subprocess.run(cell_command(recipe_file), stdout=logf, stderr=subprocess.STDOUT, cwd=cwd)
+    return proc.returncode, time.perf_counter() - t0
+
+
+def finish_cell(job: CellJob, returncode: int, wall: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """Record the cell's row from its run dir (ok), or from the last error line of its log (failed)."""
+    cells_dir, cell, recipe = job.recipe_file.parent, job.cell, job.recipe
+    base = {"cell": cell.name, "hash": job.digest, "wall_seconds": round(wall, 1), "method": recipe.method.name,
             "objective": recipe.objective.name, "context": recipe.context.name}
+    status_file = cells_dir / f"{cell.name}.json"
     run_dir = cells_dir / cell.name
-    if proc.returncode != 0 or not (run_dir / "eval.json").is_file():
-        error = _last_error((cells_dir / f"{cell.name}.log").read_text(errors="replace"))
+    if returncode != 0 or not (run_dir / "eval.json").is_file():
+        text = job.log_file.read_text(errors="replace") if job.log_file.is_file() else ""
+        error = _last_error(text)
         log(f"  {cell.name}: failed ({error})")
         return _record(status_file, {**base, "status": "failed", "error": error})
     row = {**base, "status": "ok", **_results(run_dir)}
