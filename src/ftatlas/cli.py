@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ftatlas.data.errors import DataError
 from ftatlas.models.loading import ModelLoadError
@@ -42,7 +43,7 @@ Overrides = Annotated[list[str] | None, typer.Argument(help="dotted overrides, e
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # e.g. "ftatlas[ray]" is not markup
     raise typer.Exit(2)
 
 
@@ -416,19 +417,34 @@ def arena(
     arena_file: Annotated[Path, typer.Argument(help="arena YAML: shared model/data/train/eval and a list of cells")],
     only: Annotated[str | None, typer.Option(help="comma-separated cell names to (re)run; others are reused")]
     = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="run cells in parallel as Ray tasks: a cluster address (auto, host:6379, ray://host:10001) "
+        "or 'local' for a Ray instance on this machine")] = None,
+    cell_cpus: Annotated[float, typer.Option(help="with --ray: CPUs each cell reserves")] = 1.0,
+    cell_gpus: Annotated[float, typer.Option(help="with --ray: GPUs each cell reserves")] = 0.0,
 ) -> None:
     """Run every cell side by side (resumable) and write table.md, table.csv and report.html.
 
     Cells run one after another on this machine (each in its own process); finished cells with an
-    unchanged recipe are skipped, failed ones are recorded and the arena goes on.
+    unchanged recipe are skipped, failed ones are recorded and the arena goes on. With --ray, the same
+    train command of each cell runs as a Ray task (tested here with a local Ray instance only); every
+    Ray node needs ftatlas and must see the arena folder, model and data at the same paths.
     """
     from ftatlas.arena import load_arena, run_arena
     from ftatlas.arena.report import table_rows
+    from ftatlas.arena.runner import run_locally
     from ftatlas.report import rich_table
 
     try:
         spec = load_arena(arena_file)
-        root, rows = run_arena(spec, only.split(",") if only else None, log=lambda m: err.print(m, highlight=False))
+        if ray:
+            from ftatlas.arena.ray_runner import ray_executor
+
+            executor = ray_executor(ray, cell_cpus, cell_gpus)
+        else:
+            executor = run_locally
+        root, rows = run_arena(spec, only.split(",") if only else None, log=lambda m: err.print(m, highlight=False),
+                               executor=executor)
     except USER_ERRORS as e:
         _fail(e)
     table = [{k: v for k, v in r.items() if k != "objective"} for r in table_rows(rows)]
