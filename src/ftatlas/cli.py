@@ -120,10 +120,32 @@ def eval_cmd(
     max_new_tokens: MaxNew = 64, beams: Beams = 1, temperature: Temp = 1.0, top_k: TopK = 50,
     top_p: TopP = 1.0, repetition_penalty: RepPen = 1.0, sample: Sample = False, seed: Seed = 0,
     context: ContextName = None, ctx: ContextSet = None,
+    harness: Annotated[str | None, typer.Option(
+        "--harness", help="EleutherAI lm-evaluation-harness task names, comma-separated, instead of --data/--metrics; "
+        "writes eval_harness.json")] = None,
+    harness_include: Annotated[list[Path] | None, typer.Option(
+        "--harness-include", help="folder of your own lm-eval task YAMLs (repeatable)")] = None,
+    limit: Annotated[float | None, typer.Option(
+        "--limit", help="with --harness: examples per task (N, or a fraction below 1)")] = None,
+    num_fewshot: Annotated[int | None, typer.Option(
+        "--num-fewshot", help="with --harness: few-shot examples per prompt (default: each task's own)")] = None,
+    harness_chat: Annotated[bool, typer.Option(
+        "--harness-chat/--harness-raw", help="with --harness: apply the run's chat template to prompts")] = True,
 ) -> None:
-    """Score a trained run or any model on held-out data (with the run's context); writes eval.json."""
+    """Score a trained run or any model on held-out data (with the run's context); writes eval.json.
+
+    With --harness TASKS, lm-eval's HF backend scores the run's model (base + adapter, or its full weights)
+    on lm-eval tasks, with the run's chat template applied, and writes eval_harness.json.
+    """
     from ftatlas.evaluate.api import evaluate_target
 
+    if harness is not None:
+        clash = [f for f, v in (("--data", data), ("--metrics", metrics), ("--context", context), ("--ctx", ctx),
+                                ("--max-examples", max_examples)) if v]
+        if clash:
+            _fail(ValueError(f"--harness runs lm-eval tasks; {', '.join(clash)} do not apply (use --limit)"))
+        _eval_harness(target, harness, harness_include, limit, num_fewshot, batch_size, harness_chat, output)
+        return
     decode = _decode(max_new_tokens, beams, temperature, top_k, top_p, repetition_penalty, sample, seed)
     try:
         result, path = evaluate_target(target, data, metrics.split(",") if metrics else None, decode,
@@ -133,6 +155,21 @@ def eval_cmd(
         _fail(e)
     shown = ("metrics", "n", "context", "prompt_tokens_per_request")
     out.print(json.dumps({k: result[k] for k in shown if k in result}, indent=2))
+    out.print(f"wrote {path}")
+
+
+def _eval_harness(target: str, tasks: str, include: list[Path] | None, limit: float | None, num_fewshot: int | None,
+                  batch_size: int, chat_template: bool, output: Path | None) -> None:
+    from ftatlas.evaluate.harness import HarnessError, run_harness, summary_table
+
+    try:
+        result, path = run_harness(target, tasks.split(","), include=include, limit=limit, num_fewshot=num_fewshot,
+                                   batch_size=batch_size, chat_template=chat_template, out=output)
+    except (*USER_ERRORS, HarnessError) as e:
+        _fail(e)
+    out.print(summary_table(result), highlight=False, markup=False)
+    for note in result["ftatlas"]["notes"]:
+        out.print(f"note: {note}", highlight=False)
     out.print(f"wrote {path}")
 
 
