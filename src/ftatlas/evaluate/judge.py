@@ -34,8 +34,9 @@ OUTCOME_SCORE = {"win": 1.0, "loss": 0.0, "tie": 0.5, "inconsistent": 0.5}
 Chat = list[dict[str, str]]
 
 
-class JudgeError(RuntimeError):
-    """The judge could not be reached or answered with something other than a chat completion."""
+class JudgeError(ValueError):
+    """The configured judge could not be reached or answered with something other than a chat completion (a
+    ValueError: the configuration points at something that does not work, reported like other bad input)."""
 
 
 class Judge(Protocol):
