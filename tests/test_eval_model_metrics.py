@@ -249,3 +249,16 @@ def test_recipe_eval_block_drives_train_and_re_eval(tiny_model_dir, tmp_path):
     result, _ = evaluate_target(str(session.run.path), None, ["json_schema"], DecodeSpec(max_new_tokens=4),
                                 max_examples=2, out=tmp_path / "again.json", progress=False)
     assert result["n"] == 2 and "json_schema" in result["ci95"]  # the run's own schema, no option needed
+
+
+def test_train_refuses_bad_eval_config_before_training(tiny_model_dir, tmp_path):
+    from conftest import tiny_recipe
+
+    from ftatlas.pipeline import train
+    from ftatlas.recipe import build_recipe
+
+    recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, eval={"metrics": ["json_schema"],
+                                                                      "json_schema": str(tmp_path / "gone.json")}))
+    with pytest.raises(DataError, match="gone.json: field 'eval.json_schema': schema file does not exist"):
+        train(recipe, progress=False)
+    assert not (tmp_path / "tiny").exists()  # no run directory, nothing trained

@@ -15,6 +15,7 @@ from transformers import set_seed
 from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
+from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
 from ftatlas.methods import METHODS, ParamCount, count_params
@@ -54,6 +55,8 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     """Validate everything cheap first (data, names), then create the run dir and load the model."""
     objective = OBJECTIVES.get(recipe.objective.name)
     splits = load_splits(recipe.data, objective.data_kind)
+    if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model: fail before training
+        check_metrics(recipe.eval.metrics or splits.default_metrics, recipe.eval)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
     run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
