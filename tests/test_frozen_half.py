@@ -35,3 +35,24 @@ def test_frozen_linears_in_bf16_keep_the_autocast_math(tiny_model):
     assert want.keys() == got.keys() and want
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-3, atol=1e-6, msg=k)
+
+
+def test_halving_a_mapped_model_leaves_no_tensor_on_the_weights_file(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from ftatlas.models.frozen import file_mappings
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+
+    def mapped() -> list[str]:
+        ranges = file_mappings()
+        return [n for n, p in model.named_parameters() if any(lo <= p.data_ptr() < hi for lo, hi in ranges)]
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert mapped(), "control: from_pretrained should map the safetensors file"
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    store_frozen_linears(model, torch.bfloat16)
+    assert mapped() == []  # the file mapping, and with it the fp32 pages of the halved weights, can go
+    for n, p in model.get_base_model().named_parameters():
+        if n in before:
+            torch.testing.assert_close(p.float(), before[n].float(), rtol=1e-2, atol=1e-2)

@@ -10,6 +10,11 @@ the LM head are left alone so the residual stream stays fp32.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -28,4 +33,49 @@ def store_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
             if p is not None and not p.requires_grad:
                 saved += p.numel() * (p.element_size() - torch.finfo(dtype).bits // 8)
                 p.data = p.data.to(dtype)
+    if saved:
+        release_file_pages(model)
     return saved
+
+
+def file_mappings() -> list[tuple[int, int]]:
+    """Address ranges of this process' file-backed memory mappings (Linux; empty elsewhere)."""
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        return []
+    ranges = []
+    for line in maps.read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/") and fields[4] != "0":  # inode 0: anonymous
+            lo, hi = fields[0].split("-")
+            ranges.append((int(lo, 16), int(hi, 16)))
+    return ranges
+
+
+def release_file_pages(model: nn.Module) -> int:
+    """Copy the tensors still backed by a memory-mapped weights file into ordinary memory, so the mapping (and
+    the fp32 pages of the weights just stored in half precision, which it keeps resident) goes away, then hand
+    freed heap pages back to the OS. Without this, halving frozen weights loaded from safetensors *adds* their
+    half-precision copy to the resident set instead of saving half. Returns the bytes copied."""
+    ranges = file_mappings()
+    copied = 0
+    if ranges:
+        with torch.no_grad():
+            for t in [*model.parameters(), *model.buffers()]:
+                ptr = t.data_ptr()
+                if t.numel() and any(lo <= ptr < hi for lo, hi in ranges):
+                    t.data = t.data.clone()
+                    copied += t.numel() * t.element_size()
+    trim_heap()
+    return copied
+
+
+def trim_heap() -> None:
+    """glibc ``malloc_trim(0)``: return free heap pages to the OS (no-op where it does not exist)."""
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # musl or no libc found: nothing to trim
+        pass
