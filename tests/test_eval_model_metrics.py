@@ -262,3 +262,12 @@ def test_train_refuses_bad_eval_config_before_training(tiny_model_dir, tmp_path)
     with pytest.raises(DataError, match="gone.json: field 'eval.json_schema': schema file does not exist"):
         train(recipe, progress=False)
     assert not (tmp_path / "tiny").exists()  # no run directory, nothing trained
+
+
+def test_relative_schema_and_reward_paths_are_kept_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
+    (tmp_path / "rm").mkdir()
+    spec = EvalSpec(json_schema="s.json", reward_model="rm")
+    assert spec.json_schema == str(tmp_path / "s.json") and spec.reward_model == str(tmp_path / "rm")
+    assert EvalSpec(json_schema="later.json").json_schema == "later.json"  # not there: left for a clear error

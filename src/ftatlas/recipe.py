@@ -137,6 +137,12 @@ class EvalSpec(Strict):
     reward_model: str | None = Field(None, description="reward run dir or model dir for the reward_score metric")
     judge: JudgeSpec | None = Field(None, description="LLM judge for the judge_score / judge_pairwise metrics")
 
+    @field_validator("json_schema", "reward_model", mode="after")
+    @classmethod
+    def _absolute(cls, v: Any) -> Any:
+        """An existing relative path is kept absolute, so ``ftatlas eval RUN`` finds it from any directory."""
+        return str(Path(v).resolve()) if isinstance(v, str) and Path(v).exists() else v
+
     @model_validator(mode="after")
     def _metric_config(self) -> EvalSpec:
         """Metrics that need configuration (a schema, a reward model, a judge) say so when the recipe loads."""
