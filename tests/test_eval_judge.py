@@ -165,6 +165,7 @@ def test_endpoint_judge_in_evaluate_rows_fills_eval_json_fields(server, tiny_mod
     assert res["metrics"]["judge_pairwise"] == 0.5 and res["details"]["judge_pairwise"]["tie"] == 4
     assert res["scales"] == {"judge_score": "1-10"}
     assert res["examples"][0]["judge_reply"] == "Score: 3"
+    assert [p["source"] for p in res["predictions"]] == [f"{chat_file}:{i}" for i in range(1, 5)]
     assert json.loads(json.dumps(res)) == res  # eval.json stays plain JSON
 
 
@@ -181,3 +182,26 @@ def test_local_judge_plumbing_with_the_tiny_model(tiny_model_dir, tokenizer):
     assert res.per == [parse_score(r) for r in replies]  # whatever a random model says, parsed the same way
     assert res.info["unparsed"] == sum(p is None for p in res.per) == res.unscored
     assert res.info["judge"] == f"local {tiny_model_dir}"
+
+
+def test_pairwise_against_another_runs_eval_json(server, tmp_path):
+    from ftatlas.data.errors import DataError
+    from ftatlas.data.records import Conversation
+
+    server.script = lambda text: ("Verdict: A" if _answer(text, "Answer A") == "good" else
+                                  "Verdict: B" if _answer(text, "Answer B") == "good" else "Verdict: tie")
+    other = tmp_path / "other-eval.json"
+    other.write_text(json.dumps({"metrics": {}, "predictions": [
+        {"source": "held.jsonl:2", "prediction": "good"}, {"source": "held.jsonl:1", "prediction": "bad"}]}))
+    batch = _judge_batch(server, ["good", "meh"], ["ref", "ref"], opponent=str(other))
+    batch.rows = [Conversation([], source="held.jsonl", line=1), Conversation([], source="held.jsonl", line=2)]
+    res = judge_pairwise(batch)
+    assert [n["judge_outcome"] for n in res.notes] == ["win", "loss"]  # vs "bad" (line 1), vs "good" (line 2)
+    assert res.info["opponent"] == str(other)
+    batch.cache.clear()
+    batch.rows[1] = Conversation([], source="held.jsonl", line=7)
+    with pytest.raises(DataError, match=r"other-eval\.json: field 'predictions': no prediction for held\.jsonl:7"):
+        judge_pairwise(batch)
+    other.write_text(json.dumps({"metrics": {}}))
+    with pytest.raises(DataError, match="field 'predictions': missing"):
+        check_metrics(["judge_pairwise"], batch.spec)

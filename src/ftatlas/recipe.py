@@ -125,6 +125,13 @@ class JudgeSpec(Strict):
     max_new_tokens: int = Field(64, ge=1, description="tokens the judge may write per verdict")
     timeout_s: float = Field(60.0, gt=0, description="seconds per endpoint request")
     workers: int = Field(4, ge=1, description="endpoint requests in flight at once")
+    opponent: str | None = Field(None, description="another run's eval.json on the same rows: judge_pairwise "
+                                 "compares against its predictions instead of the reference answers")
+
+    @field_validator("opponent", mode="after")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        return str(Path(v).resolve()) if v is not None and Path(v).exists() else v
 
 
 class EvalSpec(Strict):

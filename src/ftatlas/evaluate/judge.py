@@ -2,7 +2,8 @@
 
 - ``judge_score``: pointwise, the judge rates each prediction 1-10 under a rubric (``DEFAULT_RUBRIC`` unless
   ``eval.judge.rubric`` says otherwise). Replies without a readable score are kept (``None``) and counted.
-- ``judge_pairwise``: the prediction against the reference answer, judged twice with the positions swapped.
+- ``judge_pairwise``: the prediction against the reference answer (or, with ``eval.judge.opponent``, another
+  run's prediction for the same row, from its eval.json), judged twice with the positions swapped.
   A win or a loss counts only when both orders agree; a tie in both is a tie; anything else is inconsistent.
   Per example: win 1, loss 0, tie or inconsistent 0.5 (a position-biased judge lands at 0.5, not at a win).
 """
@@ -16,10 +17,12 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from ftatlas.data.errors import DataError
 from ftatlas.data.records import Message
 from ftatlas.evaluate.model_metrics import EvalBatch, MetricResult, register
 
@@ -119,8 +122,38 @@ def make_judge(batch: EvalBatch) -> Judge:
     return batch.cache["judge"]
 
 
+def opponent_answers(batch: EvalBatch) -> tuple[list[str], str]:
+    """What judge_pairwise puts the predictions against: the references, or another run's predictions for the
+    same rows (matched by ``file:line``) from its eval.json."""
+    path = batch.spec.judge.opponent
+    if path is None:
+        return batch.references, "reference"
+    saved = _opponent_file(path)
+    by_source = {p.get("source"): p.get("prediction") for p in saved if isinstance(p, dict)}
+    sources = [f"{r.source}:{r.line}" for r in batch.rows]
+    missing = [s for s in sources if not isinstance(by_source.get(s), str)]
+    if missing:
+        raise DataError(path, None, "predictions", f"no prediction for {missing[0]} ({len(missing)} of "
+                        f"{len(sources)} rows missing); evaluate both on the same rows")
+    return [by_source[s] for s in sources], str(path)
+
+
+def _opponent_file(path: str) -> list[Any]:
+    if not Path(path).is_file():
+        raise DataError(path, None, "eval.judge.opponent", "file does not exist (another run's eval.json)")
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("predictions"), list):
+        raise DataError(path, None, "predictions", "missing: not an eval.json written by ftatlas eval/train")
+    return saved["predictions"]
+
+
 def _check(spec: Any) -> None:
     judge = spec.judge
+    if judge.opponent is not None:
+        _opponent_file(judge.opponent)
     if judge.base_url and not re.match(r"https?://", judge.base_url):
         raise ValueError(f"eval.judge.base_url: expected http(s)://host[:port]/v1, got {judge.base_url!r}")
     if judge.api_key_env and not os.environ.get(judge.api_key_env):
@@ -217,7 +250,8 @@ def judge_pairwise(batch: EvalBatch) -> MetricResult:
     """Prediction vs reference, both orders; win 1 / loss 0 / tie or inconsistent 0.5 (unparsed: unscored)."""
     judge = make_judge(batch)
     preds = batch.predictions or []
-    trios = list(zip(batch.originals, preds, batch.references, strict=True))
+    others, opponent = opponent_answers(batch)
+    trios = list(zip(batch.originals, preds, others, strict=True))
     chats = [pairwise_chat(m, p, r) for m, p, r in trios] + [pairwise_chat(m, r, p) for m, p, r in trios]
     replies = judge.complete(chats, batch.progress, "judge (pairwise, both orders)")
     first, swapped = replies[:len(trios)], replies[len(trios):]
@@ -225,4 +259,4 @@ def judge_pairwise(batch: EvalBatch) -> MetricResult:
     per = [OUTCOME_SCORE.get(o) for o in outcomes]
     counts = {k: outcomes.count(k) for k in ("win", "loss", "tie", "inconsistent", "unparsed")}
     notes = [{"judge_replies": [a, b], "judge_outcome": o} for a, b, o in zip(first, swapped, outcomes, strict=True)]
-    return MetricResult(per, info={"judge": judge.label, "opponent": "reference", **counts}, notes=notes)
+    return MetricResult(per, info={"judge": judge.label, "opponent": opponent, **counts}, notes=notes)

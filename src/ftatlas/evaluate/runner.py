@@ -121,6 +121,9 @@ def evaluate_rows(
         "seconds": round(seconds, 2),
         "examples_per_s": round(len(rows) / seconds, 2) if seconds else None,
         **({"metric_seconds": metric_seconds} if metric_seconds else {}),
+        **({"predictions": [{"source": f"{r.source}:{r.line}", "prediction": p} for r, p in zip(rows, preds,
+                                                                                             strict=True)]}
+           if preds is not None else {}),  # every row's answer, e.g. the opponent of another run's judge
         "prompt_tokens_per_request": round(prompt_tokens / len(rows), 1),
         "context": context.name if context else "zero_shot",
         "decode": spec.decode.model_dump(),
