@@ -271,3 +271,17 @@ def test_relative_schema_and_reward_paths_are_kept_absolute(tmp_path, monkeypatc
     spec = EvalSpec(json_schema="s.json", reward_model="rm")
     assert spec.json_schema == str(tmp_path / "s.json") and spec.reward_model == str(tmp_path / "rm")
     assert EvalSpec(json_schema="later.json").json_schema == "later.json"  # not there: left for a clear error
+
+
+def test_train_table_shows_scaled_and_unscored_metrics():
+    from types import SimpleNamespace
+
+    from ftatlas.report import comparison_rows
+
+    ev = {"metrics": {"exact_match": 0.25, "perplexity": 21.3527, "judge_score": None}, "peak_memory_bytes": 2**30,
+          "scales": {"perplexity": "perplexity (>= 1)", "judge_score": "1-10"}, "prompt_tokens_per_request": 25.0}
+    context = SimpleNamespace(name="zero_shot", params=lambda: {})
+    session = SimpleNamespace(results={"after": ev}, metrics=list(ev["metrics"]), recipe=SimpleNamespace(
+        context=context, method=SimpleNamespace(name="none"), objective=SimpleNamespace(name="sft")))
+    row = comparison_rows(session)[0]
+    assert (row["exact_match"], row["perplexity"], row["judge_score"]) == ("25.0", "21.35", "-")

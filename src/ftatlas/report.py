@@ -14,6 +14,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _metric(ev: dict, name: str) -> str:
+    """A fraction as %, a metric on its own scale (eval.json ``scales``: perplexity, 1-10 judge) as it is, and a
+    metric no example could be scored on (e.g. every judge reply unreadable) as -."""
+    value = ev["metrics"].get(name)
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if name in ev.get("scales", {}) else _pct(value)
+
+
 def _gib(b: int | None) -> str:
     return f"{b / 2**30:.2f} GiB" if b else "-"
 
@@ -27,7 +36,7 @@ def comparison_rows(session: Session) -> list[dict[str, str]]:
     ctx_col = {"context": ctx} if ctx != "zero_shot" or session.recipe.context.params() else {}
 
     def evaluated(label: str, ev: dict) -> dict[str, str]:
-        return {"model": label, **ctx_col, **{m: _pct(ev["metrics"][m]) for m in metric_names},
+        return {"model": label, **ctx_col, **{m: _metric(ev, m) for m in metric_names},
                 "prompt tokens": f"{ev['prompt_tokens_per_request']:.0f}" if "prompt_tokens_per_request" in ev else "-"}
 
     untrained = {"trainable params": "0", "train time": "-", "train tokens/s": "-"}
