@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,12 +72,18 @@ def release_file_pages(model: nn.Module) -> int:
     return copied
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):  # musl or no libc found: nothing to trim
+        return None
+
+
 def trim_heap() -> None:
     """glibc ``malloc_trim(0)``: return free heap pages to the OS (no-op where it does not exist)."""
-    if not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # musl or no libc found: nothing to trim
-        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -17,7 +17,7 @@ from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from ftatlas.objectives.base import OBJECTIVES, TrainContext, training_arguments
-from ftatlas.objectives.callbacks import MetricsLogger, ProgressBar
+from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 from ftatlas.objectives.online import LOGGED, OnlineObjective, TRLParams, prompt_dataset, trl_fields
 from ftatlas.rewards import build_rewards
 
@@ -53,7 +53,7 @@ def online_trainer(ctx: TrainContext, p: TRLParams, trainer_cls: type, config_cl
         train_dataset=prompt_dataset(ctx, ctx.train_rows),
         eval_dataset=held,
         processing_class=ctx.tokenizer,
-        callbacks=[MetricsLogger(ctx.run, extra=LOGGED), ProgressBar(ctx.progress)],
+        callbacks=[MetricsLogger(ctx.run, extra=LOGGED), ProgressBar(ctx.progress), HeapTrim()],
     )
     trainer.remove_callback(PrinterCallback)
     return trainer

@@ -27,7 +27,7 @@ from ftatlas.models.chunked_ce import chunked_lm_loss_sum, rewrites_inputs, spli
 from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
-from ftatlas.objectives.callbacks import MetricsLogger, ProgressBar
+from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 
 
 class EncodedDataset(Dataset):
@@ -126,7 +126,7 @@ class SFT(Objective):
             eval_dataset=EncodedDataset(held) if held else None,
             data_collator=PackedCollator() if packed else PadCollator(ctx.tokenizer),
             processing_class=ctx.tokenizer,
-            callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress)],
+            callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim()],
             chunk=t.loss_chunk if t.chunked_loss and split_lm(ctx.model) is not None else None,
             batch_sampler=sampler,
         )

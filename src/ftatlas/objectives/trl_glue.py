@@ -18,7 +18,7 @@ from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from ftatlas.objectives.base import TrainContext, training_arguments
-from ftatlas.objectives.callbacks import MetricsLogger, ProgressBar
+from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 
 console = Console(stderr=True)
 
@@ -82,6 +82,7 @@ def finish(trainer: Any, ctx: TrainContext, notes: dict[str, Any]) -> Any:
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(MetricsLogger(ctx.run))
     trainer.add_callback(ProgressBar(ctx.progress))
+    trainer.add_callback(HeapTrim())
     ctx.run.write_json("objective.json", notes)
     for key in ("reference", "loss"):
         if key in notes:
