@@ -65,7 +65,7 @@ def make_tiny(name: str, out: Path) -> Path:
 
 
 def row(model: str, source: str, method: str, data: Path, steps: int, batch: int, refresh: bool,
-        prec: str = "fp32") -> dict:
+        prec: str = "auto") -> dict:
     from ftatlas.advise.advisor import candidate_params, data_facts, load_config
     from ftatlas.advise.estimate import Arch, StepSpec, estimate_step
     from ftatlas.advise.measure import device_throughput, dry_run
@@ -124,8 +124,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
-    ap.add_argument("--precision", default="fp32", help="fp32 (default; the first run's bf16 PEFT failures, since "
-                    "fixed in 82f9110, made it the default) or bf16")
+    ap.add_argument("--precision", default="auto", help="train.precision: auto (default, what users get: bf16 "
+                    "autocast on this CPU), bf16 or fp32")
     args = ap.parse_args()
     from ftatlas.methods import METHODS
 
@@ -139,7 +139,7 @@ def main() -> None:
                 rows.append(row(model, source, m, data, args.steps, args.batch, i == 0, args.precision))
     table = markdown(rows, args.length, args.batch) + f" Precision {args.precision}."
     print(table)
-    if not args.methods and args.models == ap.get_default("models") and args.precision == "fp32":
+    if not args.methods and args.models == ap.get_default("models") and args.precision == "auto":
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "advisor_accuracy.md").write_text(table + "\n")
         (RESULTS / "advisor_accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")

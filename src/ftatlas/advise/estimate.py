@@ -28,10 +28,10 @@ optimizer step (weights, gradients, states and one parameter's temporaries), whi
 Time: FLOPs per token = forward ``2N`` (N = matmul parameters of the layers + the LM head for loss rows)
 + causal attention ``2*L*hq*s``; backward ``2x`` forward through layers whose weights train, ``1x`` through
 frozen layers gradients flow through (input gradients only), nothing below; checkpointing adds a
-forward. Seconds = FLOPs / the device's measured matmul rate at the model's shapes, plus the bytes the
-step moves (activations written and read, optimizer update) / the measured memory bandwidth, plus op count x
-the measured dispatch cost; then x the device's calibration ``slowdown`` + a per-step Trainer overhead
-(``advise/measure.py`` CALIBRATION says where those numbers come from).
+forward. Seconds per step = a x FLOPs / the device's measured matmul rate at the model's shapes
++ b x elementwise traffic (op count x one fp32 hidden-wide row per token) / the measured memory bandwidth
++ c x the loss buffers / bandwidth + d; (a, b, c, d) are the device's calibration in ``advise/measure.py``
+(CALIBRATION says where they come from).
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the m
 # Op counts for the dispatch term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 # What the first training step adds to a CPU process regardless of the model (autograd engine and its threads,
-# oneDNN kernel caches, optimizer and Trainer state): measured on this project's 2-core CPU with the 2-layer,
-# 64-wide tiny model, whose own tensors are a few MB. CUDA's max_memory_allocated does not see such costs.
-RUNTIME_BYTES = {"cpu": 48 * 2**20, "cuda": 0}
+# oneDNN kernel caches, optimizer and Trainer state): the mean unexplained part of the `full` rows (SmolLM2-135M,
+# tiny-a, tiny-b: 109-126 MiB) of a bench/advisor_accuracy.py run, on top of the 48 MiB measured before with the
+# tiny model alone. CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 166 * 2**20, "cuda": 0}
 OPS_PER_LAYER = 40
 OPS_PER_ADAPTER = 3 * 5
 OPS_PER_TENSOR_UPDATE = 12
@@ -144,9 +145,11 @@ class Throughput:
     flops: float
     bandwidth: float
     source: str = "measured"
-    op_seconds: float = 0.0  # fixed cost of one small tensor op (dispatch), dominant for tiny models
-    slowdown: float = 1.0  # measured training time / modelled time on this kind of device (calibration)
+    op_seconds: float = 0.0  # fixed cost of one small tensor op (dispatch); informational
+    slowdown: float = 1.0  # calibration: real training time per modelled matmul second
     step_overhead: float = 0.0  # seconds per optimizer step the Trainer spends outside the model
+    elementwise_slowdown: float = 1.0  # calibration: seconds per modelled second of token-wide elementwise traffic
+    loss_slowdown: float = 1.0  # calibration: seconds per modelled second of reading the loss buffers once
 
 
 @dataclass
@@ -159,6 +162,7 @@ class StepEstimate:
     peak_bytes: int = 0
     flops_per_token: float = 0.0
     moved_bytes_per_token: float = 0.0
+    elementwise_bytes_per_token: float = 0.0  # ops_per_step x one fp32 hidden-wide row each: norms, casts, adapters
     ops_per_step: int = 0  # tensor ops launched per step (forward, backward, optimizer)
 
     @property
@@ -167,9 +171,11 @@ class StepEstimate:
 
     def seconds_per_step(self, tp: Throughput, tokens: int | None = None) -> float:
         n = tokens if tokens is not None else self.tokens
-        work = n * (self.flops_per_token / tp.flops + self.moved_bytes_per_token / tp.bandwidth) + \
-            self.parts["optimizer_moved"] / tp.bandwidth + self.ops_per_step * tp.op_seconds
-        return work * tp.slowdown + tp.step_overhead
+        scale = n / max(self.tokens, 1)
+        return (n * self.flops_per_token / tp.flops * tp.slowdown
+                + n * self.elementwise_bytes_per_token / tp.bandwidth * tp.elementwise_slowdown
+                + self.parts["loss"] * scale / tp.bandwidth * tp.loss_slowdown
+                + tp.step_overhead)
 
     def seconds_per_epoch(self, tp: Throughput, data: DataShape, batch_size: int) -> float:
         steps = -(-data.rows // batch_size)
@@ -262,7 +268,9 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     lay = _layout(config, method, p, arch)
     act = 2 if step.autocast else 4
     resid = 4
-    grad_layers = arch.layers - lay.first_grad_layer
+    # With checkpointing, transformers makes the embedding output require grad (enable_input_require_grads), so
+    # input gradients flow through every block, even a frozen lower stack (freeze), and each block is recomputed.
+    grad_layers = arch.layers if checkpointing else arch.layers - lay.first_grad_layer
     tokens = step.batch_size * data.p90  # the largest micro-batches set the peak
     if method in ("prompt", "ptuning"):
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
@@ -308,4 +316,5 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         + lay.trainable_tensors * OPS_PER_TENSOR_UPDATE
     parts = {"activations": int(activations), "autocast_copies": int(copies), "loss": int(loss_saved + loss_transient),
              "optimizer_temp": int(opt_temp), "runtime": runtime, "optimizer_moved": int(opt_moved)}
-    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), float(moved), int(ops))
+    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), float(moved), int(ops),
+                        float(ops * arch.hidden * 4))
