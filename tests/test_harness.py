@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
@@ -11,6 +12,7 @@ from conftest import tiny_recipe, write_jsonl
 from typer.testing import CliRunner
 
 from ftatlas.cli import app
+from ftatlas.models.loading import load_tokenizer
 
 ROWS = [{"question": f"What is {a} plus {b}?", "choices": [str(a + b), str(a + b + 1), str(a * b + 7)], "answer": i % 3}
         for i, (a, b) in enumerate([(1, 2), (3, 4), (5, 1), (2, 2), (7, 1), (3, 3), (4, 4)])]
@@ -77,6 +79,8 @@ def test_harness_on_a_lora_run_uses_its_adapter_and_writes_into_the_run(tiny_mod
     assert saved["ftatlas"]["peft"] == str(run / "adapter")
     assert saved["n-samples"]["tiny_sums"]["effective"] == 5
     adapter = str(run / "adapter")
+    template = load_tokenizer(adapter).chat_template  # the one the run trained with
+    assert saved["ftatlas"]["chat_template_sha256"] == hashlib.sha256(template.encode()).hexdigest()
     assert saved["results"]["tiny_sums"]["acc,none"] == pytest.approx(
         lm_eval_direct(tiny_model_dir, task_dir, limit=5, peft=adapter, tokenizer=adapter))
 

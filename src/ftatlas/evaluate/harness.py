@@ -10,6 +10,7 @@ Tasks come from lm-eval's registry or from ``--harness-include`` folders of task
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -155,12 +156,19 @@ def run_harness(
                                   device=dev, batch_size=batch_size)
     res["ftatlas"] = {"target": target, "pretrained": model.pretrained, "peft": model.peft, "dtype": model.dtype,
                       "device": dev, "tasks": tasks, "include": [str(d) for d in include or []],
-                      "chat_template": chat_template, "limit": limit, "num_fewshot": num_fewshot,
+                      "chat_template": chat_template, "chat_template_sha256": _sha(lm, chat_template),
+                      "limit": limit, "num_fewshot": num_fewshot,
                       "seconds": round(time.perf_counter() - t0, 2), "notes": model.notes}
     if out is None:
         out = (model.run.path if model.run else Path.cwd()) / RESULTS_FILE
     atomic_write(out, json.dumps(res, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
     return res, out
+
+
+def _sha(lm: Any, chat_template: bool) -> str | None:
+    """Which chat template lm-eval applied (the sha256 of its text), so a result names the template it used."""
+    text = lm.chat_template(True) if chat_template else None
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
 
 
 def summary_table(result: dict[str, Any]) -> str:
