@@ -101,3 +101,17 @@ def test_harness_without_lm_eval_says_how_to_install(tiny_model_dir, monkeypatch
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval now raises ImportError
     res = CliRunner().invoke(app, ["eval", str(tiny_model_dir), "--harness", "tiny_sums"])
     assert res.exit_code == 2 and "pip install 'ftatlas[harness]'" in res.output
+
+
+def test_shipped_example_task_reads_its_local_file(monkeypatch):
+    from pathlib import Path
+
+    from ftatlas.evaluate.harness import load_tasks
+
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)  # the example's data_files path is relative to the repository root
+    (task,) = load_tasks(["capitals_mc"], [root / "examples" / "harness"])
+    docs = list(task.test_docs())
+    assert len(docs) == 30
+    for doc in docs:  # the target index points at the row's own answer among its choices
+        assert task.doc_to_choice(doc)[task.doc_to_target(doc)] == doc["messages"][2]["content"]
