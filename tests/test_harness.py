@@ -85,6 +85,24 @@ def test_harness_on_a_lora_run_uses_its_adapter_and_writes_into_the_run(tiny_mod
         lm_eval_direct(tiny_model_dir, task_dir, limit=5, peft=adapter, tokenizer=adapter))
 
 
+def test_harness_on_a_no_training_run_uses_its_template_and_says_context_is_not_applied(tiny_model_dir, task_dir,
+                                                                                         tmp_path):
+    from ftatlas.models.templates import NAMED_TEMPLATES
+    from ftatlas.pipeline import train
+    from ftatlas.recipe import build_recipe
+
+    recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path / "runs", method={"name": "none"},
+                                      model={"template": "plain"}, context={"name": "few_shot", "k": 1}))
+    run = train(recipe).run.path
+    res = CliRunner().invoke(app, ["eval", str(run), "--harness", "tiny_sums", "--harness-include", str(task_dir),
+                                   "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    assert "note: lm-eval scores the model alone: the run's few_shot context is not applied" in res.output
+    saved = json.loads((run / "eval_harness.json").read_text())
+    assert saved["ftatlas"]["pretrained"] == str(tiny_model_dir) and saved["ftatlas"]["peft"] is None
+    assert saved["ftatlas"]["chat_template_sha256"] == hashlib.sha256(NAMED_TEMPLATES["plain"].encode()).hexdigest()
+
+
 def test_harness_errors_are_clear(tiny_model_dir, task_dir, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["eval", str(tiny_model_dir), "--harness", "tiny_sumz", "--harness-include",
