@@ -110,6 +110,21 @@ def test_verdicts_come_from_the_numbers():
     assert "dominated by lora" in v["bad"] and v["x"] == "failed"
 
 
+def test_a_cell_better_on_another_metric_is_not_dominated():
+    def cell(name: str, facts: float, form: float, seconds: float, ppl: float) -> dict:
+        return {"cell": name, "status": "ok", "method": "lora", "peak_bytes": 4, "train_seconds": seconds,
+                "metrics": {"facts": facts, "form": form, "perplexity": ppl}, "lower_is_better": ["perplexity"],
+                "ci95": {"facts": [facts - 0.03, facts + 0.03], "form": [form - 0.03, form + 0.03],
+                         "perplexity": [ppl - 0.5, ppl + 0.5]}}
+
+    rows = [cell("zero", 0.02, 0.0, 0, 30.0), cell("lora", 0.0, 0.99, 100, 9.0), cell("worse", 0.0, 0.5, 120, 12.0)]
+    v = verdicts(rows, "facts")
+    assert "dominated" not in v["lora"]  # worse facts by a hair, far better form: no verdict against it
+    assert "best form" in v["lora"] and "best perplexity" in v["lora"]  # lower perplexity is the better one
+    assert "best facts" in v["zero"]
+    assert "dominated by lora" in v["worse"]  # no better anywhere, clearly worse on form, dearer
+
+
 def test_shipped_arena_files_resolve_every_cell(tmp_path):
     from pathlib import Path
 

@@ -1,8 +1,8 @@
 """The arena's outputs: table.md, table.csv and report.html (with PNG plots), plus a verdict per cell.
 
 The verdicts are derived from the measured numbers, in the spirit of the Atlas' "when is it best" column:
-best quality; cheapest cell whose interval overlaps the best one; lowest memory; no-training cells' price in
-prompt tokens; and cells that another cell beats on quality, memory and train time at once.
+per metric the best cell and the cheapest cell whose interval overlaps it; lowest memory; no-training cells'
+price in prompt tokens; and cells that another cell beats on every metric, memory and train time at once.
 """
 
 from __future__ import annotations
@@ -25,35 +25,67 @@ def primary_metric(rows: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def verdicts(rows: list[dict[str, Any]], metric: str | None) -> dict[str, str]:
-    ok = [r for r in rows if r.get("status") == "ok" and metric in r.get("metrics", {})]
-    out: dict[str, list[str]] = {r["cell"]: [] for r in rows}
-    for r in rows:
-        if r.get("status") != "ok":
-            out[r["cell"]].append("failed")
-    if not ok:
-        return {k: "; ".join(v) for k, v in out.items()}
-    best = max(ok, key=lambda r: r["metrics"][metric])
-    out[best["cell"]].append(f"best {metric}")
-    best_lo = best.get("ci95", {}).get(metric, [best["metrics"][metric]] * 2)[0]
-    near = [r for r in ok if r.get("ci95", {}).get(metric, [0, r["metrics"][metric]])[1] >= best_lo]
-    cheapest = min(near, key=lambda r: (r.get("train_seconds") or 0, r.get("peak_bytes") or 0))
-    if cheapest is not best:
-        out[cheapest["cell"]].append(f"cheapest whose {metric} interval overlaps the best")
-    lowest = min(ok, key=lambda r: r.get("peak_bytes") or float("inf"))
-    out[lowest["cell"]].append("lowest peak memory")
+def verdicts(rows: list[dict[str, Any]], metric: str | None = None) -> dict[str, str]:
+    """One line per cell from the numbers: for every metric the best cell and the cheapest cell whose interval
+    overlaps it; the lowest peak memory; a no-training cell's price in prompt tokens; and the cell, if any, that
+    is at least as good on every metric (within its interval), clearly better on one, and no dearer in memory or
+    train time. ``metric`` (the primary one) comes first; every other metric the cells share follows."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
+    out: dict[str, list[str]] = {r["cell"]: [] if r.get("status") == "ok" else ["failed"] for r in rows}
+    names = list(dict.fromkeys([*([metric] if metric else []), *(m for r in ok for m in r["metrics"])]))
+    for m in names:
+        scored = [r for r in ok if r["metrics"].get(m) is not None]
+        if not scored:
+            continue
+        sign = _sign(scored, m)
+        top = max(sign * r["metrics"][m] for r in scored)
+        best = min((r for r in scored if sign * r["metrics"][m] == top), key=_cost)
+        out[best["cell"]].append(f"best {m}")
+        near = [r for r in scored if _interval(r, m)[1 if sign > 0 else 0] * sign >= _interval(best, m)[
+            0 if sign > 0 else 1] * sign]
+        cheapest = min(near, key=_cost)
+        if cheapest is not best:
+            out[cheapest["cell"]].append(f"cheapest whose {m} interval overlaps the best")
+    if ok:
+        lowest = min(ok, key=lambda r: r.get("peak_bytes") or float("inf"))
+        out[lowest["cell"]].append("lowest peak memory")
     for r in ok:
         if r.get("method") == "none":
             out[r["cell"]].append(f"no training; {r.get('prompt_tokens') or 0:.0f} prompt tokens on every call")
-        beater = next((o for o in ok if o is not r and _dominates(o, r, metric)), None)
+        beater = next((o for o in ok if o is not r and _dominates(o, r, names)), None)
         if beater is not None:
-            out[r["cell"]].append(f"dominated by {beater['cell']} (better {metric}, less memory and train time)")
+            out[r["cell"]].append(f"dominated by {beater['cell']} (as good on every metric, clearly better on one, "
+                                  "no more memory or train time)")
     return {k: "; ".join(v) or "-" for k, v in out.items()}
 
 
-def _dominates(a: dict[str, Any], b: dict[str, Any], metric: str) -> bool:
-    return (a["metrics"][metric] > b["metrics"][metric] and (a.get("peak_bytes") or 0) <= (b.get("peak_bytes") or 0)
-            and (a.get("train_seconds") or 0) <= (b.get("train_seconds") or 0))
+def _sign(rows: list[dict[str, Any]], metric: str) -> int:
+    """-1 where eval.json lists the metric as lower-is-better (perplexity), else +1."""
+    return -1 if any(metric in r.get("lower_is_better", []) for r in rows) else 1
+
+
+def _interval(r: dict[str, Any], metric: str) -> list[float]:
+    v = r["metrics"][metric]
+    return r.get("ci95", {}).get(metric) or [v, v]
+
+
+def _cost(r: dict[str, Any]) -> tuple[float, float]:
+    return r.get("train_seconds") or 0, r.get("peak_bytes") or 0
+
+
+def _dominates(a: dict[str, Any], b: dict[str, Any], metrics: list[str]) -> bool:
+    if (a.get("peak_bytes") or 0) > (b.get("peak_bytes") or 0) or _cost(a)[0] > _cost(b)[0]:
+        return False
+    shared = [m for m in metrics if a["metrics"].get(m) is not None and b["metrics"].get(m) is not None]
+    clearly_better = False
+    for m in shared:
+        s = _sign([a, b], m)
+        lo, hi = sorted(s * x for x in _interval(a, m))
+        bv = s * b["metrics"][m]
+        if hi < bv:  # a is clearly worse here (b's value above a's whole interval)
+            return False
+        clearly_better = clearly_better or lo > bv
+    return bool(shared) and clearly_better
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
