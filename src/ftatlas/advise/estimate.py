@@ -52,10 +52,10 @@ PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the m
 # Op counts for the dispatch term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 # What the first training step adds to a CPU process regardless of the model (autograd engine and its threads,
-# oneDNN kernel caches, optimizer and Trainer state): the mean unexplained part of the `full` rows (SmolLM2-135M,
-# tiny-a, tiny-b: 109-126 MiB) of a bench/advisor_accuracy.py run, on top of the 48 MiB measured before with the
-# tiny model alone. CUDA's max_memory_allocated does not see such costs.
-RUNTIME_BYTES = {"cpu": 166 * 2**20, "cuda": 0}
+# oneDNN kernel caches, optimizer and Trainer state, heap the allocator keeps): 48 MiB measured with the tiny model
+# alone, plus the part of the `full` rows that bench/advisor_accuracy.py runs left unexplained (+118 MiB before the
+# per-step heap trim, +67 MiB after it). CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 115 * 2**20, "cuda": 0}
 OPS_PER_LAYER = 40
 OPS_PER_ADAPTER = 3 * 5
 OPS_PER_TENSOR_UPDATE = 12
@@ -316,5 +316,5 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         + lay.trainable_tensors * OPS_PER_TENSOR_UPDATE
     parts = {"activations": int(activations), "autocast_copies": int(copies), "loss": int(loss_saved + loss_transient),
              "optimizer_temp": int(opt_temp), "runtime": runtime, "optimizer_moved": int(opt_moved)}
-    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), float(moved), int(ops),
-                        float(ops * arch.hidden * 4))
+    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), float(moved),
+                        elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops))
