@@ -95,3 +95,16 @@ def test_chat_interactive_reads_stdin(tiny_model_dir):
     res = runner.invoke(app, ["chat", str(tiny_model_dir), "--max-new-tokens", "2"], input="hello\n/reset\nbye\n\n")
     assert res.exit_code == 0, res.output
     assert res.output.count("assistant>") == 2
+
+
+def test_eval_set_reaches_the_eval_block(tiny_model_dir, tmp_path, chat_file):
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["name"]}))
+    out = tmp_path / "eval.json"
+    res = invoke("eval", str(tiny_model_dir), "--data", chat_file, "--metrics", "json_schema", "--max-examples", "2",
+                 "--max-new-tokens", "4", "--eval-set", f"json_schema={schema}", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert "json_schema" in json.loads(out.read_text())["metrics"]
+    missing = invoke("eval", str(tiny_model_dir), "--data", chat_file, "--metrics", "json_schema",
+                     "--eval-set", f"json_schema={tmp_path / 'nope.json'}")
+    assert missing.exit_code == 2 and "nope.json" in missing.output

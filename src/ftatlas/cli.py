@@ -120,6 +120,9 @@ def eval_cmd(
     max_new_tokens: MaxNew = 64, beams: Beams = 1, temperature: Temp = 1.0, top_k: TopK = 50,
     top_p: TopP = 1.0, repetition_penalty: RepPen = 1.0, sample: Sample = False, seed: Seed = 0,
     context: ContextName = None, ctx: ContextSet = None,
+    eval_set: Annotated[list[str] | None, typer.Option(
+        "--eval-set", help="a field of the recipe's eval block, KEY=VALUE (repeatable), e.g. json_schema=s.json, "
+        "reward_model=runs/rm, judge.model=smollm2-135m, judge.base_url=http://host/v1")] = None,
     harness: Annotated[str | None, typer.Option(
         "--harness", help="EleutherAI lm-evaluation-harness task names, comma-separated, instead of --data/--metrics; "
         "writes eval_harness.json")] = None,
@@ -146,11 +149,14 @@ def eval_cmd(
             _fail(ValueError(f"--harness runs lm-eval tasks; {', '.join(clash)} do not apply (use --limit)"))
         _eval_harness(target, harness, harness_include, limit, num_fewshot, batch_size, harness_chat, output)
         return
+    from ftatlas.recipe import parse_overrides
+
     decode = _decode(max_new_tokens, beams, temperature, top_k, top_p, repetition_penalty, sample, seed)
     try:
         result, path = evaluate_target(target, data, metrics.split(",") if metrics else None, decode,
                                        max_examples=max_examples, batch_size=batch_size, out=output,
-                                       context=context, context_options=ctx)
+                                       context=context, context_options=ctx,
+                                       eval_options=parse_overrides(eval_set or []) or None)
     except USER_ERRORS as e:
         _fail(e)
     shown = ("metrics", "n", "context", "prompt_tokens_per_request")
