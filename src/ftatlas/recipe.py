@@ -115,6 +115,11 @@ class DecodeSpec(Strict):
     seed: int = Field(0, description="sampling seed")
 
 
+def _absolute_if_exists(v: Any) -> Any:
+    """An existing relative path is kept absolute, so ``ftatlas eval RUN`` finds it from any directory."""
+    return str(Path(v).resolve()) if isinstance(v, str) and Path(v).exists() else v
+
+
 class JudgeSpec(Strict):
     model: str = Field(..., description="local: run dir, model dir or alias; endpoint: the model name it serves")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (e.g. http://host:8000/v1); "
@@ -128,10 +133,7 @@ class JudgeSpec(Strict):
     opponent: str | None = Field(None, description="another run's eval.json on the same rows: judge_pairwise "
                                  "compares against its predictions instead of the reference answers")
 
-    @field_validator("opponent", mode="after")
-    @classmethod
-    def _absolute(cls, v: str | None) -> str | None:
-        return str(Path(v).resolve()) if v is not None and Path(v).exists() else v
+    _absolute = field_validator("opponent", mode="after")(_absolute_if_exists)
 
 
 class EvalSpec(Strict):
@@ -144,11 +146,7 @@ class EvalSpec(Strict):
     reward_model: str | None = Field(None, description="reward run dir or model dir for the reward_score metric")
     judge: JudgeSpec | None = Field(None, description="LLM judge for the judge_score / judge_pairwise metrics")
 
-    @field_validator("json_schema", "reward_model", mode="after")
-    @classmethod
-    def _absolute(cls, v: Any) -> Any:
-        """An existing relative path is kept absolute, so ``ftatlas eval RUN`` finds it from any directory."""
-        return str(Path(v).resolve()) if isinstance(v, str) and Path(v).exists() else v
+    _absolute = field_validator("json_schema", "reward_model", mode="after")(_absolute_if_exists)
 
     @model_validator(mode="after")
     def _metric_config(self) -> EvalSpec:
