@@ -102,8 +102,7 @@ def evaluate_target(
     metrics = metrics or (recipe.eval.metrics if recipe else None) or FALLBACK_METRICS
     ctx = context_for(recipe, loaded.tokenizer, context, context_options)
     device = next(loaded.model.parameters()).device.type
-    spec = _spec(saved, metrics, max_examples, batch_size, decode, eval_options)
-    check_metrics(metrics, spec)
+    spec = _spec(saved, metrics, max_examples, batch_size, decode, eval_options)  # evaluate_rows checks it
     with Measure(device) as meas:
         result = evaluate_rows(loaded.model, loaded.tokenizer, rows, spec, metrics,
                                autocast=resolve_precision("auto", device).autocast, progress=progress,

@@ -23,7 +23,6 @@ def bootstrap_ci(names: list[str], per: list[dict[str, float]], predictions: lis
     if n == 0:
         return {}
     rng = np.random.default_rng(seed)
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out = {}
     for name in names:
         if name in CORPUS:
@@ -35,7 +34,7 @@ def bootstrap_ci(names: list[str], per: list[dict[str, float]], predictions: lis
         else:
             values = np.asarray([row[name] for row in per], dtype=np.float64)
             samples = values[rng.integers(0, n, (N_RESAMPLES, n))].mean(axis=1)
-        out[name] = [round(float(np.percentile(samples, lo_q)), 4), round(float(np.percentile(samples, hi_q)), 4)]
+        out[name] = _percentile_interval(samples, level)
     return out
 
 
@@ -48,7 +47,9 @@ def bootstrap_statistic(statistic: Callable[[np.ndarray], np.ndarray], n: int, l
     rng = np.random.default_rng(seed)
     samples = np.asarray(statistic(rng.integers(0, n, (N_RESAMPLES, n))), dtype=np.float64)
     samples = samples[np.isfinite(samples)]
-    if samples.size == 0:
-        return None
+    return _percentile_interval(samples, level) if samples.size else None
+
+
+def _percentile_interval(samples: np.ndarray, level: float) -> list[float]:
     lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     return [round(float(np.percentile(samples, lo_q)), 4), round(float(np.percentile(samples, hi_q)), 4)]
