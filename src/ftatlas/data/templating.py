@@ -69,17 +69,21 @@ class Encoded:
         return sum(lab != IGNORE for lab in self.labels)
 
 
+def tokens_in_spans(tokenizer: PreTrainedTokenizerBase, text: str, spans: list[tuple[int, int]]
+                    ) -> tuple[list[int], list[bool]]:
+    """Token ids of ``text`` and, per token, whether its first character falls inside one of ``spans``."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    inside = [any(s <= start < e for s, e in spans) for start, _end in enc["offset_mapping"]]
+    return enc["input_ids"], inside
+
+
 def encode(
     tokenizer: PreTrainedTokenizerBase, conv: Conversation, max_length: int, train_on: TrainOn = "assistant"
 ) -> Encoded:
     """Tokenize one conversation; labels are -100 outside the loss spans; truncate on the right."""
     text, spans = loss_spans(tokenizer, conv, train_on)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    labels = [
-        tok if any(s <= start < e for s, e in spans) else IGNORE
-        for tok, (start, _end) in zip(ids, offsets, strict=True)
-    ]
+    ids, inside = tokens_in_spans(tokenizer, text, spans)
+    labels = [tok if keep else IGNORE for tok, keep in zip(ids, inside, strict=True)]
     truncated = len(ids) > max_length
     return Encoded(ids[:max_length], labels[:max_length], truncated)
 

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ftatlas.data.records import Message
-from ftatlas.data.templating import TemplateError
+from ftatlas.data.templating import TemplateError, tokens_in_spans
 from ftatlas.evaluate.choices import ChoiceRow, read_choices
 from ftatlas.evaluate.generation import autocast_ctx
 from ftatlas.evaluate.model_metrics import EvalBatch, MetricResult, register
@@ -41,11 +41,10 @@ def choice_span(tokenizer: Any, messages: list[Message], prompt: str, choice: st
 
 
 def _encode(tokenizer: Any, text: str, span: tuple[int, int]) -> tuple[list[int], list[bool]]:
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [span[0] <= s < span[1] for s, _ in enc["offset_mapping"]]
+    ids, mask = tokens_in_spans(tokenizer, text, [span])
     if mask:
         mask[0] = False  # the first token has nothing before it to be predicted from
-    return enc["input_ids"], mask
+    return ids, mask
 
 
 @torch.inference_mode()
