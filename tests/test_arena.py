@@ -134,3 +134,14 @@ def test_shipped_arena_files_resolve_every_cell(tmp_path):
         spec = load_arena(f)
         for cell in spec.cells:
             spec.recipe_for(cell, str(tmp_path))  # raises RecipeError naming the cell if it does not validate
+
+
+def test_table_shows_scaled_metrics_on_their_own_scale(tmp_path):
+    from ftatlas.arena.report import table_rows
+
+    rows = [{"cell": "a", "status": "ok", "method": "lora", "metrics": {"exact_match": 0.5, "perplexity": 12.345},
+             "ci95": {"exact_match": [0.4, 0.6], "perplexity": [10.0, 15.0]}, "scales": {"perplexity": "ppl"},
+             "lower_is_better": ["perplexity"], "peak_bytes": 2**30, "train_seconds": 10}]
+    row = table_rows(rows)[0]
+    assert row["exact_match"] == "50.0 [40.0, 60.0]"
+    assert row["perplexity"] == "12.35 [10.00, 15.00]"  # not x100

@@ -14,13 +14,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _metric(ev: dict, name: str) -> str:
+def metric_text(value: float | None, own_scale: bool) -> str:
     """A fraction as %, a metric on its own scale (eval.json ``scales``: perplexity, 1-10 judge) as it is, and a
     metric no example could be scored on (e.g. every judge reply unreadable) as -."""
-    value = ev["metrics"].get(name)
     if value is None:
         return "-"
-    return f"{value:.2f}" if name in ev.get("scales", {}) else _pct(value)
+    return f"{value:.2f}" if own_scale else _pct(value)
+
+
+def _metric(ev: dict, name: str) -> str:
+    return metric_text(ev["metrics"].get(name), name in ev.get("scales", {}))
 
 
 def _gib(b: int | None) -> str:

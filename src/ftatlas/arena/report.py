@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftatlas.arena.spec import ArenaSpec
+from ftatlas.report import metric_text
 from ftatlas.runs import atomic_write
 
 
@@ -101,8 +102,9 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
                        | {"verdict": f"failed: {r.get('error', '?')}"})
             continue
         for m in names:
-            v, ci = r["metrics"].get(m), r.get("ci95", {}).get(m)
-            row[m] = "-" if v is None else f"{100 * v:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+            v, ci, own = r["metrics"].get(m), r.get("ci95", {}).get(m), m in r.get("scales", {})
+            row[m] = metric_text(v, own) + (f" [{metric_text(ci[0], own)}, {metric_text(ci[1], own)}]"
+                                            if v is not None and ci else "")
         kind = "CUDA" if r.get("memory_kind") == "cuda" else "RSS"
         row |= {
             "trainable params": f"{r.get('trainable_params') or 0:,}",
@@ -126,7 +128,8 @@ def write_reports(spec: ArenaSpec, rows: list[dict[str, Any]], root: Path) -> No
 
     table = table_rows(rows)
     metric = primary_metric(rows)
-    header = f"# Arena `{spec.name}`\n\nmetrics in % with bootstrap 95% intervals; n = held-out examples per cell\n\n"
+    header = (f"# Arena `{spec.name}`\n\nmetrics in % (perplexity and judge scores on their own scale) with "
+              "bootstrap 95% intervals; n = held-out examples per cell\n\n")
     atomic_write(root / "table.md", header + markdown_table(table) + "\n")
     buf = io.StringIO()
     if table:
@@ -145,18 +148,21 @@ def _plots(rows: list[dict[str, Any]], metric: str | None, root: Path) -> dict[s
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r.get("status") == "ok"]
+    own_scale = any(metric in r.get("scales", {}) for r in ok)
     out = {}
     if metric and ok:
         for key, label, fname in (("peak_bytes", "peak memory (GiB)", "quality_vs_memory.png"),
                                   ("train_seconds", "train time (s)", "quality_vs_time.png")):
             fig, ax = plt.subplots(figsize=(6, 4))
             for r in ok:
+                if r["metrics"].get(metric) is None:
+                    continue
                 x = (r.get(key) or 0) / (2**30 if key == "peak_bytes" else 1)
-                ax.scatter(x, 100 * r["metrics"][metric])
-                ax.annotate(r["cell"], (x, 100 * r["metrics"][metric]), fontsize=8, xytext=(3, 3),
-                            textcoords="offset points")
+                y = r["metrics"][metric] * (1 if own_scale else 100)
+                ax.scatter(x, y)
+                ax.annotate(r["cell"], (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
             ax.set_xlabel(label)
-            ax.set_ylabel(f"{metric} (%)")
+            ax.set_ylabel(metric if own_scale else f"{metric} (%)")
             ax.grid(alpha=0.3)
             fig.tight_layout()
             fig.savefig(root / fname, dpi=100)

@@ -164,6 +164,7 @@ def _results(run_dir: Path) -> dict[str, Any]:
         "metrics": ev.get("metrics", {}),
         "ci95": ev.get("ci95", {}),
         "lower_is_better": ev.get("lower_is_better", []),
+        "scales": ev.get("scales", {}),
         "n": n,
         "prompt_tokens": ev.get("prompt_tokens_per_request"),
         "latency_s": round(ev["seconds"] / n, 3) if n and ev.get("seconds") else None,
