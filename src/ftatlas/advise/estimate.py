@@ -49,7 +49,7 @@ from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the model's own head (no chunking)
-# Op counts for the dispatch term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
+# Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 # What the first training step adds to a CPU process regardless of the model (autograd engine and its threads,
 # oneDNN kernel caches, optimizer and Trainer state, heap the allocator keeps): 48 MiB measured with the tiny model
@@ -145,7 +145,6 @@ class Throughput:
     flops: float
     bandwidth: float
     source: str = "measured"
-    op_seconds: float = 0.0  # fixed cost of one small tensor op (dispatch); informational
     slowdown: float = 1.0  # calibration: real training time per modelled matmul second
     step_overhead: float = 0.0  # seconds per optimizer step the Trainer spends outside the model
     elementwise_slowdown: float = 1.0  # calibration: seconds per modelled second of token-wide elementwise traffic
@@ -161,7 +160,6 @@ class StepEstimate:
     parts: dict[str, int] = field(default_factory=dict)  # activations, autocast copies, loss, opt temp
     peak_bytes: int = 0
     flops_per_token: float = 0.0
-    moved_bytes_per_token: float = 0.0
     elementwise_bytes_per_token: float = 0.0  # ops_per_step x one fp32 hidden-wide row each: norms, casts, adapters
     ops_per_step: int = 0  # tensor ops launched per step (forward, backward, optimizer)
 
@@ -310,11 +308,9 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     bwd = (grad_layers + train_w) * layer_fwd + (2 if lay.head_trains else 1) * 2 * vh * head_rows / max(tokens, 1)
     if checkpointing:
         bwd += grad_layers * layer_fwd
-    moved = 3 * grad_layers * per_layer + arch.layers * per_layer  # saved: written, read twice; frozen: written
-    opt_moved = mem.trainable_params * (4 * 4 + 4 * 4)  # weight, grad, two states read and written
     ops = arch.layers * OPS_PER_LAYER + grad_layers * 2 * OPS_PER_LAYER + lay.adapter_modules * OPS_PER_ADAPTER \
         + lay.trainable_tensors * OPS_PER_TENSOR_UPDATE
     parts = {"activations": int(activations), "autocast_copies": int(copies), "loss": int(loss_saved + loss_transient),
-             "optimizer_temp": int(opt_temp), "runtime": runtime, "optimizer_moved": int(opt_moved)}
-    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), float(moved),
+             "optimizer_temp": int(opt_temp), "runtime": runtime}
+    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd),
                         elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops))

@@ -60,7 +60,7 @@ def cache_file() -> Path:
 
 def _device_key(device: str, dtype: torch.dtype, m: int, k: int, n: int) -> str:
     name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
-    return f"v3|{device}|{name}|{torch.get_num_threads()}|{dtype}|{m}x{k}x{n}"
+    return f"v4|{device}|{name}|{torch.get_num_threads()}|{dtype}|{m}x{k}x{n}"
 
 
 def _time(fn: Any, device: str, min_seconds: float = 0.3) -> float:
@@ -82,7 +82,7 @@ def tabled_gpu(memory_gb: float | None) -> tuple[str, Throughput]:
     fits = [k for k, v in KNOWN_GPUS.items() if memory_gb is not None and v[0] >= memory_gb - 0.5]
     name = min(fits, key=lambda k: KNOWN_GPUS[k][0]) if fits else "A100 (40/80 GB)"
     _gb, flops, bw = KNOWN_GPUS[name]
-    return name, Throughput(flops, bw, f"tabled {name} (dense bf16 peak)", 10e-6, *CALIBRATION["cuda"])
+    return name, Throughput(flops, bw, f"tabled {name} (dense bf16 peak)", *CALIBRATION["cuda"])
 
 
 def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memory_gb: float | None = None,
@@ -104,12 +104,10 @@ def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memo
     big = torch.empty(32 * 2**20, device=device, dtype=torch.float32)  # 128 MiB: past the caches
     dst = torch.empty_like(big)
     bandwidth = 2 * big.numel() * 4 / _time(lambda: dst.copy_(big), device)
-    x = torch.randn(64, device=device)
-    op = _time(lambda: x.add_(1.0), device, 0.1)
-    result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)", op,
+    result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)",
                         *CALIBRATION.get(device, (1.0, 0.0, 1.0, 1.0)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    cache[key] = [result.flops, result.bandwidth, result.source, result.op_seconds]
+    cache[key] = [result.flops, result.bandwidth, result.source]
     path.write_text(json.dumps(cache, indent=1))
     return result
 
