@@ -77,6 +77,7 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
     under the same settings."""
     t = ctx.recipe.train
     half = ctx.precision.autocast
+    checkpointing = ctx.recipe.checkpointing()
     fields: dict[str, Any] = dict(
         output_dir=str(ctx.run.checkpoints_dir),
         num_train_epochs=t.epochs,
@@ -93,8 +94,8 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         bf16=half is not None and str(half) == "torch.bfloat16",
         fp16=half is not None and str(half) == "torch.float16",
         use_cpu=ctx.device == "cpu",
-        activation_checkpointing=ctx.recipe.checkpointing(),
-        activation_checkpointing_kwargs={"use_reentrant": False} if ctx.recipe.checkpointing() else None,
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         logging_steps=t.log_every,
         logging_nan_inf_filter=False,  # Trainer would hide NaN/inf losses from logs; MetricsLogger stops on them
         eval_strategy="steps" if has_eval and t.eval_every else "no",
