@@ -3,6 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# tcmalloc: the heap allocator the `ftatlas` command preloads on CPU (src/ftatlas/allocator.py says why).
+# Best effort: needs root and apt; without it ftatlas runs on glibc malloc and `ftatlas advise` says so.
+if ! ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1; } \
+    || echo "note: could not install libtcmalloc-minimal4; ftatlas will use glibc malloc" >&2
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

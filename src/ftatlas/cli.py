@@ -579,4 +579,4 @@ def rag_info(index: Annotated[Path, typer.Argument(help="index folder")]) -> Non
 
 
 if __name__ == "__main__":
-    app()
+    app(prog_name="ftatlas")

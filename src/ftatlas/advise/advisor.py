@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PretrainedConfig
 
+from ftatlas import allocator
 from ftatlas.advise.decision_map import ENOUGH_ROWS, LEAF_METHODS, NODES, Facts, Walk, walk
 from ftatlas.advise.estimate import Arch, DataShape, StepEstimate, StepSpec, Throughput, estimate_step
 from ftatlas.methods import METHODS
@@ -194,6 +195,10 @@ def advise(model: str, data: str, goal: str, device: str = "auto", memory_gb: fl
     if goal == "reasoning":
         notes.append("GRPO: the table is the SFT-path estimate for the prompts; sampling num_generations "
                      "completions adds their KV cache and tokens on top")
+    if dev == "cpu" and allocator.active() == "glibc" and allocator.wanted() is None:
+        notes.append("memory estimates assume tcmalloc, which the ftatlas command preloads when installed; this "
+                     "process runs on glibc malloc, whose retained heap measured 0-2x the estimated activations "
+                     f"and loss buffers on top, varying run to run (install: {allocator.INSTALL_HINT})")
     if method == "none" and w.leaf not in ("M", "N"):
         reasons.append(f"none of {', '.join(LEAF_METHODS[w.leaf])} fits in {budget:g} GB")
     elif method != "none":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftatlas import allocator
 from ftatlas.advise.advisor import Advice, Row, candidate_params, load_config
 from ftatlas.advise.measure import dry_run
 
@@ -71,7 +72,8 @@ def summary_lines(advice: Advice) -> list[str]:
         f"data: {d.shape.rows} rows; tokens per row p50 {d.shape.p50}, p90 {d.shape.p90}, p99 {d.shape.p99}, "
         f"max {d.shape.max}; {d.shape.loss_share:.0%} carry loss; answers median {d.answer_p50} tokens",
         f"device throughput: {advice.throughput.flops / 1e12:.2f} TFLOP/s matmul, "
-        f"{advice.throughput.bandwidth / 1e9:.0f} GB/s ({advice.throughput.source})",
+        f"{advice.throughput.bandwidth / 1e9:.0f} GB/s ({advice.throughput.source})"
+        + (f"; heap allocator {allocator.active()}" if advice.device == "cpu" else ""),
     ]
 
 

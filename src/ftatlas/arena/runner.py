@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ftatlas.allocator import preload_env
 from ftatlas.arena.spec import ArenaSpec, Cell, recipe_hash
 from ftatlas.recipe import Recipe, RecipeError, dump_recipe, format_errors
 from ftatlas.runs import atomic_write
@@ -128,7 +129,8 @@ def execute_cell(recipe_file: str, log_file: str, cwd: str) -> tuple[int, float]
     return its exit code and wall seconds. Plain strings in and out, so it can run on a Ray worker."""
     t0 = time.perf_counter()
     with open(log_file, "w") as logf:
-        proc = subprocess.run(cell_command(recipe_file), stdout=logf, stderr=subprocess.STDOUT, cwd=cwd)
+        proc = subprocess.run(cell_command(recipe_file), stdout=logf, stderr=subprocess.STDOUT, cwd=cwd,
+                              env=preload_env())
     return proc.returncode, time.perf_counter() - t0
 
 

@@ -1,0 +1,91 @@
+"""Which C heap allocator this process uses, and how ftatlas gets a better one than glibc malloc on CPU.
+
+Why: on CPU, training memory is the process's resident set, and glibc malloc keeps freed heap pages. Under
+gradient checkpointing it grows its heap by about one block's freed temporaries per block in the first step,
+so peak RSS varies from run to run and reaches 2-3x the live tensors (SmolLM2 LoRA, batch 8 x 128 tokens:
+720-1170 MiB over six identical runs, live tensors ~375 MiB). tcmalloc (or jemalloc) reuses them: the same
+run peaks at ~390 MiB every time, and its steps are as fast or faster. PyTorch's CPU performance guides
+recommend the same. ``bench/advisor_accuracy.py`` measures the difference.
+
+The allocator must be chosen before the process starts (``LD_PRELOAD``), so the ``ftatlas`` command re-executes
+itself once with the library preloaded (``ftatlas.launch``), and its subprocesses (dry runs, arena cells)
+inherit it. ``FTATLAS_ALLOCATOR``: ``auto`` (default: tcmalloc, else jemalloc, else glibc), ``system`` (never
+preload), or the path of a shared library to preload.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ENV = "FTATLAS_ALLOCATOR"
+_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+# (name reported, shared-library file names), in order of preference
+CANDIDATES = (("tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")), ("jemalloc", ("libjemalloc.so.2",)))
+INSTALL_HINT = "apt-get install libtcmalloc-minimal4 (Debian/Ubuntu) or your system's gperftools package"
+
+
+def find_library(dirs: tuple[str, ...] = _LIB_DIRS) -> Path | None:
+    """The preferred allocator library on this machine (tcmalloc, then jemalloc), or None."""
+    for _, files in CANDIDATES:
+        for d in dirs:
+            for f in files:
+                if (Path(d) / f).is_file():
+                    return Path(d) / f
+    return None
+
+
+def name_of(path: str | Path) -> str:
+    """``tcmalloc``/``jemalloc`` for a library path, else its file name."""
+    base = Path(path).name
+    return next((name for name, files in CANDIDATES if any(base.startswith(f.split(".so")[0]) for f in files)),
+                base)
+
+
+def active() -> str:
+    """The allocator this process runs on: ``tcmalloc``, ``jemalloc`` or ``glibc`` (read from its memory maps)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "glibc" if sys.platform.startswith("linux") else "system"
+    for name, files in CANDIDATES:
+        if any(f.split(".so")[0] + ".so" in maps for f in files):
+            return name
+    return "glibc"
+
+
+def wanted() -> Path | None:
+    """The library ``FTATLAS_ALLOCATOR`` asks for (None: keep the system allocator)."""
+    choice = os.environ.get(ENV, "auto").strip()
+    if choice in ("system", "glibc", "none", "off"):
+        return None
+    if choice in ("", "auto"):
+        return find_library()
+    path = Path(choice)
+    if not path.is_file():
+        raise FileNotFoundError(f"{ENV}={choice!r}: no such library; use auto, system or a path to a .so file")
+    return path
+
+
+def preload_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (default: this process's) with the wanted allocator preloaded, if there is one."""
+    out = dict(os.environ if env is None else env)
+    lib = wanted() if sys.platform.startswith("linux") else None
+    if lib is None:
+        return out
+    current = out.get("LD_PRELOAD", "")
+    if str(lib) not in current.split():
+        out["LD_PRELOAD"] = f"{lib} {current}".strip()
+    return out
+
+
+def reexec_argv() -> list[str] | None:
+    """The argv to re-execute this ``ftatlas`` command with the wanted allocator, or None where nothing would
+    change (already running on it, none wanted or found, not Linux, or already re-executed once)."""
+    if not sys.platform.startswith("linux") or os.environ.get("_FTATLAS_REEXEC") == "1":
+        return None
+    lib = wanted()
+    if lib is None or active() == name_of(lib):
+        return None
+    return [sys.executable, "-m", "ftatlas.cli", *sys.argv[1:]]

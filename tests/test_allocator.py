@@ -1,0 +1,92 @@
+"""The heap allocator: finding tcmalloc/jemalloc, FTATLAS_ALLOCATOR, the preload env, and the ftatlas command's
+re-execution onto it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftatlas import allocator
+
+ACTIVE = "from ftatlas.allocator import active; print(active())"
+
+
+def _lib(d: Path, name: str) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(b"")
+    return d / name
+
+
+def test_find_library_prefers_tcmalloc(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    je = _lib(a, "libjemalloc.so.2")
+    assert allocator.find_library((str(a),)) == je
+    tc = _lib(b, "libtcmalloc_minimal.so.4")
+    assert allocator.find_library((str(a), str(b))) == tc
+    assert allocator.find_library((str(tmp_path / "empty"),)) is None
+    assert allocator.name_of(tc) == "tcmalloc" and allocator.name_of(je) == "jemalloc"
+
+
+def test_wanted_follows_the_env(tmp_path, monkeypatch):
+    monkeypatch.setenv(allocator.ENV, "system")
+    assert allocator.wanted() is None and allocator.reexec_argv() is None
+    monkeypatch.setenv(allocator.ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(FileNotFoundError, match="missing.so.*auto, system"):
+        allocator.wanted()
+    lib = _lib(tmp_path, "libtcmalloc_minimal.so.4")
+    monkeypatch.setenv(allocator.ENV, str(lib))
+    assert allocator.wanted() == lib
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux-only")
+def test_preload_env_prepends_once(tmp_path, monkeypatch):
+    lib = _lib(tmp_path, "libtcmalloc_minimal.so.4")
+    monkeypatch.setenv(allocator.ENV, str(lib))
+    env = allocator.preload_env({"LD_PRELOAD": "/other.so", "PATH": "/bin"})
+    assert env["LD_PRELOAD"] == f"{lib} /other.so" and env["PATH"] == "/bin"
+    assert allocator.preload_env(env)["LD_PRELOAD"] == env["LD_PRELOAD"]
+    monkeypatch.setenv(allocator.ENV, "system")
+    assert "LD_PRELOAD" not in allocator.preload_env({"PATH": "/bin"})
+
+
+REAL = allocator.find_library()
+needs_lib = pytest.mark.skipif(REAL is None or not sys.platform.startswith("linux"),
+                               reason=f"no tcmalloc/jemalloc installed ({allocator.INSTALL_HINT})")
+
+
+@needs_lib
+def test_subprocess_env_runs_on_the_allocator(monkeypatch):
+    monkeypatch.setenv(allocator.ENV, "auto")
+    got = subprocess.run([sys.executable, "-c", ACTIVE], capture_output=True, text=True,
+                         env=allocator.preload_env(), check=True).stdout.strip()
+    assert got == allocator.name_of(REAL)
+
+
+def _ftatlas(env_value: str, *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    exe = Path(sys.executable).parent / "ftatlas"
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "_FTATLAS_REEXEC")}
+    env[allocator.ENV] = env_value
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@needs_lib
+def test_ftatlas_command_reexecs_onto_the_allocator(tiny_model_dir, chat_file, tmp_path):
+    args = ("advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "task", "--memory", "4GB",
+            "--device", "cpu", "--out", str(tmp_path / "advice"))
+    res = _ftatlas("auto", *args)
+    assert res.returncode == 0, res.stderr
+    assert f"heap allocator {allocator.name_of(REAL)}" in res.stdout
+    assert "assume tcmalloc" not in res.stdout
+    res = _ftatlas("system", *args)
+    assert res.returncode == 0, res.stderr
+    assert "heap allocator glibc" in res.stdout and "assume tcmalloc" in res.stdout
+
+
+def test_ftatlas_command_names_a_missing_library(tmp_path):
+    res = _ftatlas(str(tmp_path / "nope.so"), "--help")
+    assert res.returncode == 2 and "nope.so" in res.stderr and "Traceback" not in res.stderr
