@@ -2,13 +2,16 @@
 
 Models: SmolLM2-135M and two tiny random Llama configs (saved with the SmolLM2 tokenizer). Data: 64 chat rows
 of about ``--length`` tokens each (so the data's length percentiles are one number). Each (model, method)
-trains ``--steps`` steps in a fresh subprocess (``ftatlas.advise.measure.dry_run``).
+trains ``--steps`` steps (``--tiny-steps`` on the tiny configs)
+in a fresh subprocess (``ftatlas.advise.measure.dry_run``).
 
 Memory definition: measured = peak during ``trainer.train()`` minus the process baseline taken right after the
 base model is loaded (imports, data, tokenizer and base weights in the baseline); estimated = the advisor's
 peak minus its own estimate of the loaded base weights. CPU: resident set size; CUDA: max allocated.
-Time: median seconds of the steps after the first vs ``StepEstimate.seconds_per_step`` at the measured tokens
-per step. Targets: |memory error| <= 15 %, |time error| <= 30 %.
+The dry runs preload the allocator the ``ftatlas`` command uses (``ftatlas.allocator``: tcmalloc where installed;
+``FTATLAS_ALLOCATOR=system`` measures glibc malloc instead). Time: median seconds of the steps after the first
+vs ``StepEstimate.seconds_per_step`` at the measured tokens per step.
+Targets: |memory error| <= 15 %, |time error| <= 30 %.
 
     flock /tmp/ftatlas-heavy.lock python bench/advisor_accuracy.py            # all methods, ~10 min on 2 cores
     python bench/advisor_accuracy.py --models tiny-a --methods lora,full
@@ -93,7 +96,8 @@ def row(model: str, source: str, method: str, data: Path, steps: int, batch: int
     print(f"{model}/{method}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     return out | {"est_mib": est_delta / 2**20, "meas_mib": got["delta_bytes"] / 2**20,
                   "mem_err": est_delta / got["delta_bytes"] - 1 if got["delta_bytes"] > 0 else float("nan"),
-                  "est_s": est_time, "meas_s": got["step_seconds"], "time_err": est_time / got["step_seconds"] - 1}
+                  "est_s": est_time, "meas_s": got["step_seconds"], "time_err": est_time / got["step_seconds"] - 1,
+                  "allocator": got.get("allocator", "?")}
 
 
 def markdown(rows: list[dict], length: int, batch: int) -> str:
@@ -113,7 +117,8 @@ def markdown(rows: list[dict], length: int, batch: int) -> str:
         lines.append(f"\n{len(ok)} runs (rows of ~{length} tokens, batch {batch}): memory within ±15% in {mem_in}, "
                      f"time within ±30% in {time_in}; median |mem error| "
                      f"{100 * sorted(abs(r['mem_err']) for r in ok)[len(ok) // 2]:.0f}%, median |time error| "
-                     f"{100 * sorted(abs(r['time_err']) for r in ok)[len(ok) // 2]:.0f}%.")
+                     f"{100 * sorted(abs(r['time_err']) for r in ok)[len(ok) // 2]:.0f}%. Heap allocator "
+                     f"{', '.join(sorted({r.get('allocator', '?') for r in ok}))}.")
     return "\n".join(lines)
 
 
@@ -122,6 +127,8 @@ def main() -> None:
     ap.add_argument("--models", default="smollm2-135m,tiny-a,tiny-b")
     ap.add_argument("--methods", default="", help="comma-separated; default: every registered method but none")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--tiny-steps", type=int, default=16, help="steps for the tiny configs (their 0.1-0.5 s steps "
+                    "need more samples for a stable median on a shared machine)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--precision", default="auto", help="train.precision: auto (default, what users get: bf16 "
@@ -136,7 +143,8 @@ def main() -> None:
         for model in args.models.split(","):
             source = model if model not in TINY else str(make_tiny(model, Path(tmp)))
             for i, m in enumerate(methods):
-                rows.append(row(model, source, m, data, args.steps, args.batch, i == 0, args.precision))
+                steps = args.tiny_steps if model in TINY else args.steps
+                rows.append(row(model, source, m, data, steps, args.batch, i == 0, args.precision))
     table = markdown(rows, args.length, args.batch) + f" Precision {args.precision}."
     print(table)
     if not args.methods and args.models == ap.get_default("models") and args.precision == "auto":

@@ -20,8 +20,9 @@ of the fp32 residual stream; Llama-style block, SwiGLU MLP, grouped-query attent
 Only layers that gradients flow through save anything (a frozen lower stack under ``freeze`` saves nothing).
 PEFT methods under autocast store their frozen linears in bf16 (``train.frozen_half``, models/frozen.py): 2
 bytes each and no per-forward copies. Gradient checkpointing keeps each layer's input (``r*h``) plus one
-layer's full set while it is recomputed. Otherwise, under autocast, the bf16 copy of every linear weight in
-those layers is kept for backward (``2`` bytes/param). Peak = weights + optimizer states + autocast copies +
+layer's full set while it is recomputed. Under autocast, the bf16 casts of trainable linear weights stay cached
+until the forward ends (``2`` bytes/param); without checkpointing, the casts of every linear weight in those
+layers are kept for backward. Peak = weights + optimizer states + autocast copies +
 the larger of (activations + loss buffers) and (gradients), plus the tied head/embedding gradient; or the
 optimizer step (weights, gradients, states and one parameter's temporaries), whichever is larger.
 
@@ -49,13 +50,13 @@ from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the model's own head (no chunking)
+# What training adds to a CPU process regardless of the model (autograd engine and its threads, oneDNN kernel
+# caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over the
+# 42 rows of a bench/advisor_accuracy.py run on tcmalloc (median |error| 5%). glibc malloc keeps more, and a
+# varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 200 * 2**20, "cuda": 0}
 # Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
-# What the first training step adds to a CPU process regardless of the model (autograd engine and its threads,
-# oneDNN kernel caches, optimizer and Trainer state, heap the allocator keeps): 48 MiB measured with the tiny model
-# alone, plus the part of the `full` rows that bench/advisor_accuracy.py runs left unexplained (+118 MiB before the
-# per-step heap trim, +67 MiB after it). CUDA's max_memory_allocated does not see such costs.
-RUNTIME_BYTES = {"cpu": 115 * 2**20, "cuda": 0}
 OPS_PER_LAYER = 40
 OPS_PER_ADAPTER = 3 * 5
 OPS_PER_TENSOR_UPDATE = 12
@@ -196,6 +197,7 @@ class _Layout:
     trainable_tensors: int = 0
     peft: bool = False
     frozen_linear_params: int = 0  # plain nn.Linear weights/biases that stay frozen (the LM head excluded)
+    trainable_linear_params: int = 0  # nn.Linear weights that train (the LM head excluded): autocast caches casts
 
 
 def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch) -> _Layout:
@@ -236,9 +238,11 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
     head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     frozen_linear = sum(p.numel() for mod in model.modules() if type(mod) is nn.Linear and mod is not head_module
                         for p in mod.parameters(recurse=False) if not p.requires_grad)
+    trainable_linear = sum(mod.weight.numel() for mod in model.modules()
+                           if isinstance(mod, nn.Linear) and mod is not head_module and mod.weight.requires_grad)
     chunkable = method not in PROMPT_LEARNING
     return _Layout(first, norms, len(weight_layers), head, chunkable, adapter // max(arch.layers, 1), largest,
-                   modules, tensors, hasattr(model, "peft_config"), frozen_linear)
+                   modules, tensors, hasattr(model, "peft_config"), frozen_linear, trainable_linear)
 
 
 def _base_bytes(config: PretrainedConfig, method: str, weight_bytes: int, mem: MemoryEstimate) -> int:
@@ -279,9 +283,17 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     else:
         activations = tokens * grad_layers * per_layer
     half = step.autocast and step.frozen_half and lay.peft and method != "qlora"  # models/frozen.py
-    copies = 2 * grad_layers * arch.layer_linear_params if step.autocast and method != "qlora" else 0
-    if half:  # frozen linears already hold the bf16 values: stored at 2 bytes, nothing re-cast per forward
+    # Autocast caches the bf16 cast of every trainable linear weight until the forward ends; without
+    # checkpointing, the casts of every linear that gradients flow through are saved for backward as well; with
+    # it, one block's casts live while that block is recomputed.
+    if not step.autocast or method == "qlora":
         copies = 0
+    elif half:  # frozen linears already hold the bf16 values: stored at 2 bytes, nothing re-cast per forward
+        copies = 2 * lay.trainable_linear_params
+    elif checkpointing:
+        copies = 2 * (lay.trainable_linear_params + (arch.layer_linear_params if grad_layers else 0))
+    else:
+        copies = 2 * max(grad_layers * arch.layer_linear_params, lay.trainable_linear_params)
     vh = arch.vocab * arch.hidden
     if lay.chunkable and step.chunked_loss:
         c = min(step.loss_chunk, loss_rows)

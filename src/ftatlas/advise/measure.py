@@ -32,6 +32,7 @@ import torch
 from transformers import TrainerCallback
 
 from ftatlas.advise.estimate import Arch, Throughput
+from ftatlas.allocator import active, preload_env
 
 # bf16 dense matmul FLOP/s and memory bandwidth of common GPUs, for advice about a machine we are not on.
 KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
@@ -45,11 +46,12 @@ KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
 
 # Real training runs slower than the matmul ceiling (elementwise ops, casts, per-sequence attention, the Python
 # Trainer loop): (matmul slowdown, seconds of Trainer overhead per step, elementwise slowdown, loss slowdown),
-# fitted by non-negative least squares on relative error over one bench/advisor_accuracy.py run on this
-# project's 2-core AMX CPU (42 rows: 14 methods x SmolLM2-135M, tiny-a, tiny-b; bf16 autocast, 8 x 128 tokens;
-# leaving each model out of the fit in turn, 38 of its 42 rows stay within 30%). CUDA: assumed (the matmul at
-# about half its rate), not yet measured.
-CALIBRATION = {"cpu": (1.37, 0.086, 6.86, 39.4), "cuda": (2.0, 0.01, 2.0, 4.0)}
+# fitted by non-negative least squares on relative error over two bench/advisor_accuracy.py runs on this
+# project's 2-core AMX CPU with tcmalloc (84 rows: 14 methods x SmolLM2-135M, tiny-a, tiny-b, twice; bf16
+# autocast, 8 x 128 tokens; fitted on either run alone, 32-33 of the other run's 42 rows are within 30%: the
+# two runs' step times differed by more than 15% in 15 of 42 rows). CUDA: assumed (the matmul at about half
+# its rate), not yet measured.
+CALIBRATION = {"cpu": (0.872, 0.089, 5.02, 1.96), "cuda": (2.0, 0.01, 2.0, 4.0)}
 
 
 def cache_file() -> Path:
@@ -165,7 +167,7 @@ def run_steps(recipe_data: dict[str, Any]) -> dict[str, Any]:
     return {"method": recipe.method.name, "baseline_bytes": base, "peak_bytes": m.stats.peak_bytes,
             "delta_bytes": m.stats.peak_bytes - base, "kind": m.stats.kind, "steps": steps,
             "step_seconds": statistics.median(later) if later else 0.0, "tokens_per_step": tokens / steps,
-            "tokens_per_s": tokens / m.stats.seconds if m.stats.seconds else 0.0}
+            "tokens_per_s": tokens / m.stats.seconds if m.stats.seconds else 0.0, "allocator": active()}
 
 
 def dry_run(recipe_data: dict[str, Any], steps: int = 3, timeout: float = 600) -> dict[str, Any]:
@@ -176,7 +178,7 @@ def dry_run(recipe_data: dict[str, Any], steps: int = 3, timeout: float = 600) -
         data["output"] = {"dir": out, "name": "dry-run", "overwrite": True}
         try:
             proc = subprocess.run([sys.executable, "-m", "ftatlas.advise.measure"], input=json.dumps(data),
-                                  capture_output=True, text=True, timeout=timeout)
+                                  capture_output=True, text=True, timeout=timeout, env=preload_env())
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s"}
     row = next((json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")), None)
