@@ -14,6 +14,7 @@ from ftatlas.advise.estimate import (
     Arch,
     DataShape,
     StepSpec,
+    Throughput,
     activation_bytes_per_token_layer,
     estimate_step,
 )
@@ -72,28 +73,39 @@ def test_trainable_params_match_a_real_model(cfg, method):
     assert est.params.grad_bytes == 4 * real.trainable and est.params.optimizer_bytes == 8 * real.trainable
 
 
+def test_packed_tokens_round_up_to_the_pad_multiple(cfg):
+    """4 rows of 50 tokens pack to 200 + a 56-token filler at pad_multiple 64; prompt tuning is not packed."""
+    data = DataShape.from_lengths([50] * 10)
+    one, pad = (estimate_step(cfg, "lora", data, StepSpec(batch_size=4, pad_multiple=m)) for m in (1, 64))
+    assert (one.tokens, pad.tokens) == (200, 256) and pad.activation_bytes == one.activation_bytes * 256 // 200
+    assert pad.filler_tokens == 31.5 and one.filler_tokens == 0
+    tp = Throughput(1e12, 1e11)
+    assert pad.seconds_per_step(tp, 200) > one.seconds_per_step(tp, 200)  # the filler is work too
+    assert estimate_step(cfg, "prompt", data, StepSpec(batch_size=4, pad_multiple=64)).filler_tokens == 0
+
+
 def test_activations_follow_the_hand_formula(cfg):
     arch = Arch.from_config(cfg)  # h 64, q 64, kv 32, i 128, 2 layers
     # full: both norms' inputs and normalised tensors in fp32 (2*2*4*64), bf16 copies/attention/MLP 2*(128+256+64+512)
     assert activation_bytes_per_token_layer(arch, 2, 4, True, 0) == 1024 + 1920
-    data = DataShape.from_lengths([50] * 10)
+    data = DataShape.from_lengths([64] * 10)
     full = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=False))
-    assert full.tokens == 200 and full.activation_bytes == 200 * 2 * (1024 + 1920)
+    assert full.tokens == 256 and full.activation_bytes == 256 * 2 * (1024 + 1920)
     # lora (all-linear, r 16, dropout): frozen norms; per layer the dropout outputs (6 x 64 in + 128 for down) + ranks
     lora = estimate_step(cfg, "lora", data, StepSpec(batch_size=4, gradient_checkpointing=False))
-    assert lora.activation_bytes == 200 * 2 * (512 + 2 * (960 + 6 * 64 + 128 + 7 * 16))
+    assert lora.activation_bytes == 256 * 2 * (512 + 2 * (960 + 6 * 64 + 128 + 7 * 16))
     # freeze top 1 of 2 layers: only that layer saves; checkpointing keeps layer inputs plus one layer's set
     top = estimate_step(cfg, "freeze", data, StepSpec(batch_size=4, gradient_checkpointing=False), {"top_n": 1})
-    assert top.activation_bytes == 200 * 1 * (1024 + 1920)
+    assert top.activation_bytes == 256 * 1 * (1024 + 1920)
     ckpt = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=True))
     # the default (None) follows train.gradient_checkpointing=auto: on, except for prefix
     assert estimate_step(cfg, "full", data, StepSpec(batch_size=4)).activation_bytes == ckpt.activation_bytes
     assert estimate_step(cfg, "prefix", data, StepSpec(batch_size=4)).activation_bytes == estimate_step(
         cfg, "prefix", data, StepSpec(batch_size=4, gradient_checkpointing=False)).activation_bytes
-    assert ckpt.activation_bytes == 200 * (2 * 4 * 64 + 1024 + 1920)
+    assert ckpt.activation_bytes == 256 * (2 * 4 * 64 + 1024 + 1920)
     # fp32 (no autocast): twice the bf16 terms, no weight copies
     fp32 = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=False, autocast=False))
-    assert fp32.activation_bytes == 200 * 2 * (1024 + 2 * 1920) and fp32.parts["autocast_copies"] == 0
+    assert fp32.activation_bytes == 256 * 2 * (1024 + 2 * 1920) and fp32.parts["autocast_copies"] == 0
     assert full.parts["autocast_copies"] == 2 * 2 * arch.layer_linear_params
     assert full.peak_bytes > lora.peak_bytes > top.params.frozen_bytes + RUNTIME_BYTES["cpu"]
     # PEFT under autocast keeps its frozen linears in bf16 (train.frozen_half): 2 bytes less each, no copies

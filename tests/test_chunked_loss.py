@@ -26,12 +26,12 @@ def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def assert_same_loss_and_grads(model: torch.nn.Module) -> None:
+def assert_same_loss_and_grads(model: torch.nn.Module, multiple: int = 1) -> None:
     b = batch()
     ref = model(**b).loss
     ref.backward()
     want = grads(model)
-    total, n = chunked_lm_loss_sum(model, b, chunk=13)  # chunks that do not divide the row count
+    total, n = chunked_lm_loss_sum(model, b, chunk=13, multiple=multiple)  # chunks that do not divide the rows
     loss = total / n
     loss.backward()
     got = grads(model)
@@ -42,9 +42,11 @@ def assert_same_loss_and_grads(model: torch.nn.Module) -> None:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
-def test_full_model_loss_and_grads_match_including_tied_head(tiny_model):
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_full_model_loss_and_grads_match_including_tied_head(tiny_model, multiple):
+    """multiple=8: every chunk's rows padded with zero rows (13 -> 16, the 12-row tail -> 16) change nothing."""
     assert tiny_model.lm_head.weight is tiny_model.model.embed_tokens.weight  # tied: head grad adds to embeddings
-    assert_same_loss_and_grads(tiny_model)
+    assert_same_loss_and_grads(tiny_model, multiple)
 
 
 def test_peft_lora_loss_and_grads_match(tiny_model):
@@ -69,6 +71,21 @@ def test_packed_chunked_loss_is_the_sum_of_per_sequence_losses(tiny_model):
         alone = [chunked_lm_loss_sum(tiny_model, {k: v[i:i + 1] for k, v in b.items()}) for i in range(3)]
     assert n_packed == sum(n for _, n in alone)
     torch.testing.assert_close(packed, sum(s for s, _ in alone), rtol=1e-5, atol=1e-4)
+
+
+def test_padding_rows_reach_the_matmuls_rounded_up(monkeypatch):
+    """The LM head matmuls see row counts rounded up to the multiple (what makes shapes repeat)."""
+    seen = []
+    real = torch.Tensor.__matmul__
+
+    def spy(a, b):
+        seen.append(a.shape[0])
+        return real(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+    h = torch.randn(21, 8, requires_grad=True)
+    linear_cross_entropy_sum(h, torch.randn(20, 8), torch.randint(0, 20, (21,)), chunk=16, multiple=8)
+    assert seen == [16, 16, 8, 8]  # logits and input gradient of the 16-row chunk, then of the 5-row tail as 8
 
 
 def test_no_loss_rows_give_zero_with_a_graph():

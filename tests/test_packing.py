@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ftatlas.data.packing import BestFitBatchSampler, PackedCollator, best_fit_batches
 from ftatlas.data.templating import IGNORE
-from ftatlas.models.packed_attention import NAME, use_varlen_attention
+from ftatlas.models.packed_attention import NAME, PAD_ATTR, use_varlen_attention
 
 
 def rows(lengths: list[int], seed: int = 0) -> list[dict[str, list[int]]]:
@@ -31,23 +31,41 @@ def test_collator_restarts_positions_and_masks_each_first_label():
     assert batch["use_cache"] is False  # a cache would make transformers skip the packed mask
 
 
+def test_filler_rounds_the_row_up_as_its_own_sequence_without_loss():
+    batch = PackedCollator(multiple=8, filler_id=7)(rows([5, 3, 4]))
+    assert batch["input_ids"].shape == (1, 16) and batch["filler_tokens"] == 4
+    assert batch["input_ids"][0, 12:].tolist() == [7] * 4 and (batch["labels"][0, 12:] == IGNORE).all()
+    assert batch["position_ids"][0, 12:].tolist() == [0, 1, 2, 3]
+    assert batch["cu_seq_lens_q"].tolist() == [0, 5, 8, 12, 16]
+    exact = PackedCollator(multiple=4)(rows([5, 3, 4]))  # 12 tokens: already a multiple, no filler
+    assert exact["input_ids"].shape == (1, 12) and "filler_tokens" not in exact
+    with pytest.raises(ValueError, match="multiple"):
+        PackedCollator(multiple=0)
+
+
 def per_sequence_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:-1].float(), labels[1:], ignore_index=IGNORE, reduction="sum")
 
 
-@pytest.mark.parametrize("attention", ["sdpa", NAME])
-def test_packed_losses_equal_unpacked_per_sequence(tiny_model, attention):
+@pytest.mark.parametrize(("attention", "multiple"), [("sdpa", 1), (NAME, 1), ("sdpa", 64), (NAME, 64)])
+def test_packed_losses_equal_unpacked_per_sequence(tiny_model, attention, multiple):
+    """The filler (multiple=64: 94 tokens -> 128) is one more sequence; the real ones' losses are unchanged."""
     data = rows([17, 40, 9, 28], seed=1)
     tiny_model.eval()
     with torch.no_grad():
         alone = [per_sequence_losses(tiny_model(input_ids=torch.tensor([r["input_ids"]])).logits[0],
                                      torch.tensor(r["labels"])) for r in data]
         if attention == NAME:
-            assert use_varlen_attention(tiny_model) and tiny_model.config._attn_implementation == NAME
-        batch = PackedCollator()(data)
+            assert use_varlen_attention(tiny_model, pad_multiple=multiple)  # each sequence padded to 64 too
+            assert tiny_model.config._attn_implementation == NAME
+            assert {getattr(m, PAD_ATTR, None) for m in tiny_model.modules() if type(m).__name__ == "LlamaAttention"
+                    } == {multiple}
+        batch = PackedCollator(multiple)(data)
         labels = batch.pop("labels")[0]
+        filler = batch.pop("filler_tokens", 0)
         logits = tiny_model(**batch).logits[0]
-    cu = batch["cu_seq_lens_q"].tolist()
+    assert filler == (34 if multiple == 64 else 0)
+    cu = batch["cu_seq_lens_q"].tolist()[:5]
     packed = [per_sequence_losses(logits[s:e], labels[s:e]) for s, e in zip(cu[:-1], cu[1:], strict=True)]
     torch.testing.assert_close(torch.stack(packed), torch.stack(alone), rtol=1e-5, atol=1e-5)
     # the whole-row loss also equals the sum: the boundary positions carry no loss

@@ -99,3 +99,11 @@ def test_resume_from_checkpoint_continues_the_step_count(tiny_model_dir, tmp_pat
     s2 = train(recipe, progress=False, resume=True)
     steps = [r["step"] for r in RunDir(s2.run.path).read_metrics() if "loss" in r]
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 5-6 continue the first run's 1-4
+
+
+def test_packed_filler_is_not_counted_as_tokens_seen(tiny_model_dir, tmp_path):
+    """One epoch (32 rows, batch 4, rows rounded up to 64 tokens): tokens seen = the rows' own tokens."""
+    s = run_recipe(tiny_model_dir, tmp_path, train={"max_steps": -1, "epochs": 1, "batch_size": 4,
+                                                    "pad_multiple": 64}, eval={"max_examples": 1})
+    fit = s.results["fit"]
+    assert fit.tokens == fit.data_stats["train"]["tokens"] and fit.tokens % 64 != 0

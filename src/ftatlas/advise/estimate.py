@@ -4,7 +4,8 @@ Parameters, gradients and optimizer states come from ``methods.memory.estimate_m
 meta-device build). This module adds what that leaves out, modelled on ftatlas's own SFT path
 (objectives/sft.py): padding-free packing (a micro-batch is its rows end to end, so its tokens are
 ``batch_size x`` the row length), per-sequence attention (no ``T x T`` mask), and chunked cross-entropy
-(models/chunked_ce.py: logits only for loss rows, ``loss_chunk`` rows at a time) where the method allows it.
+(models/chunked_ce.py: logits only for loss rows, ``loss_chunk`` rows at a time) where the method allows it;
+packed rows and loss rows are rounded up to ``train.pad_multiple`` (data/packing.py says why).
 
 Activations saved for backward, per token and decoder layer (``a`` = bytes of the autocast dtype, ``r`` = bytes
 of the fp32 residual stream; Llama-style block, SwiGLU MLP, grouped-query attention):
@@ -137,6 +138,7 @@ class StepSpec:
     optimizer: str = "adamw"
     device: str = "cpu"
     frozen_half: bool = True  # train.frozen_half: PEFT's frozen linears stored in the autocast dtype
+    pad_multiple: int = 64  # train.pad_multiple: packed rows and loss rows rounded up to a multiple of this
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,15 @@ class StepEstimate:
     flops_per_token: float = 0.0
     elementwise_bytes_per_token: float = 0.0  # ops_per_step x one fp32 hidden-wide row each: norms, casts, adapters
     ops_per_step: int = 0  # tensor ops launched per step (forward, backward, optimizer)
+    filler_tokens: float = 0.0  # mean filler a packed micro-batch is rounded up by (train.pad_multiple)
 
     @property
     def activation_bytes(self) -> int:
         return self.parts["activations"]
 
     def seconds_per_step(self, tp: Throughput, tokens: int | None = None) -> float:
-        n = tokens if tokens is not None else self.tokens
+        """At ``tokens`` real tokens per micro-batch (default: the largest); packed filler is added on top."""
+        n = tokens + self.filler_tokens if tokens is not None else self.tokens
         scale = n / max(self.tokens, 1)
         return (n * self.flops_per_token / tp.flops * tp.slowdown
                 + n * self.elementwise_bytes_per_token / tp.bandwidth * tp.elementwise_slowdown
@@ -277,6 +281,9 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     if method in ("prompt", "ptuning"):
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
     loss_rows = max(1, round(tokens * data.loss_share))
+    packed = lay.chunkable and step.chunked_loss  # SFT's packed rows: rounded up by a filler sequence
+    m = max(1, step.pad_multiple) if packed else 1
+    tokens, loss_rows = -(-tokens // m) * m, -(-loss_rows // m) * m
     per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)
     if checkpointing:
         activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
@@ -325,4 +332,5 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     parts = {"activations": int(activations), "autocast_copies": int(copies), "loss": int(loss_saved + loss_transient),
              "optimizer_temp": int(opt_temp), "runtime": runtime}
     return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd),
-                        elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops))
+                        elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops),
+                        filler_tokens=(m - 1) / 2)

@@ -9,6 +9,13 @@ attention, transformers still sees the restarting ``position_ids`` and builds a 
 (only when no KV cache is in play, hence ``use_cache=False`` in the batch), so attention never
 crosses sequences either way (just more slowly).
 
+``multiple`` > 1 rounds the row up to a multiple of that many tokens with one filler sequence (pad ids, no
+loss, its own positions and boundary, so it attends only to itself). Rows then come in a few lengths instead of
+a new one every step, and shape-keyed kernel caches are reused: on CPU, oneDNN builds and caches matmul kernels
+per shape, so a new shape every step made steps slower and resident memory climb for tens of steps (SmolLM2
+LoRA, 8 x ~128-token rows: +280 MiB over 10 steps, and 13% slower, than rows of one fixed length).
+The batch says how many filler tokens it holds (``filler_tokens``), so token counts leave them out.
+
 ``best_fit_batches`` groups examples by a token budget instead of a fixed count (best-fit decreasing),
 so every micro-batch carries about the same number of tokens and peak memory is bounded by the budget.
 """
@@ -23,14 +30,31 @@ from torch.utils.data import Sampler
 
 from ftatlas.data.templating import IGNORE
 
+FILLER_KEY = "filler_tokens"  # not a model input: LossTokenTrainer takes it out before the forward
+
+
+def pop_filler(inputs: dict) -> int:
+    """Remove and return the filler-token count of a packed batch (0 when it has none)."""
+    return int(inputs.pop(FILLER_KEY, 0))
+
 
 class PackedCollator:
-    """``[{input_ids, labels}, ...]`` -> one padding-free row with per-sequence positions and varlen keywords."""
+    """``[{input_ids, labels}, ...]`` -> one row with per-sequence positions and varlen keywords, rounded up to
+    a multiple of ``multiple`` tokens by a filler sequence of ``filler_id`` tokens."""
+
+    def __init__(self, multiple: int = 1, filler_id: int = 0) -> None:
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+        self.multiple = multiple
+        self.filler_id = filler_id
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor | int]:
         lengths = [len(b["input_ids"]) for b in batch]
-        ids = torch.tensor([t for b in batch for t in b["input_ids"]], dtype=torch.long)
-        labels = torch.tensor([t for b in batch for t in b["labels"]], dtype=torch.long)
+        filler = -sum(lengths) % self.multiple
+        ids = torch.tensor([t for b in batch for t in b["input_ids"]] + [self.filler_id] * filler, dtype=torch.long)
+        labels = torch.tensor([t for b in batch for t in b["labels"]] + [IGNORE] * filler, dtype=torch.long)
+        if filler:
+            lengths.append(filler)
         cu = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
         labels[cu[:-1].long()] = IGNORE  # a sequence's first token is never a target (as in an unpacked row)
         positions = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths])
@@ -43,7 +67,7 @@ class PackedCollator:
             "max_length_q": max(lengths),
             "max_length_k": max(lengths),
             "use_cache": False,  # with a cache, transformers skips the packed-sequence mask (it checks for none)
-        }
+        } | ({FILLER_KEY: filler} if filler else {})
 
 
 def best_fit_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:

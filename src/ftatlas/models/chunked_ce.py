@@ -28,7 +28,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-                dtype: torch.dtype) -> torch.Tensor:
+                dtype: torch.dtype, multiple: int = 1) -> torch.Tensor:
         need_w = weight.requires_grad
         w = weight.detach().to(dtype)
         grad_h = torch.empty_like(hidden)
@@ -38,13 +38,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
             for s in range(0, hidden.shape[0], chunk):
                 h = hidden[s:s + chunk].detach().to(dtype)
                 t = targets[s:s + chunk]
+                k = len(t)
+                if k % multiple:  # zero rows up to the multiple: the matmuls see a shape seen before
+                    h = torch.cat([h, h.new_zeros(-k % multiple, h.shape[1])])
                 logits = (h @ w.T).float()
                 lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                total += (lse[:k] - logits[:k].gather(1, t[:, None]).squeeze(1)).sum()
                 grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                grad[torch.arange(len(t), device=t.device), t] -= 1.0
+                grad[torch.arange(k, device=t.device), t] -= 1.0
+                grad[k:] = 0.0  # the padding rows carry no loss
                 grad = grad.to(dtype)
-                grad_h[s:s + chunk] = (grad @ w).to(hidden.dtype)
+                grad_h[s:s + chunk] = (grad @ w)[:k].to(hidden.dtype)
                 if grad_w is not None:
                     grad_w.add_(grad.T @ h)  # accumulated in fp32 across chunks
         ctx.save_for_backward(grad_h, grad_w if grad_w is not None else torch.empty(0))
@@ -56,15 +60,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
         grad_h, grad_w = ctx.saved_tensors
         gw = (grad_w * grad_out).to(ctx.weight_dtype) if ctx.need_w else None
-        return grad_h * grad_out.to(grad_h.dtype), gw, None, None, None
+        return grad_h * grad_out.to(grad_h.dtype), gw, None, None, None, None
 
 
 def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                             chunk: int = 1024) -> torch.Tensor:
+                             chunk: int = 1024, multiple: int = 1) -> torch.Tensor:
     """Summed next-token CE of ``hidden [N, H]`` against ``targets [N]`` through ``weight [V, H]``.
 
     Rows whose target is ``IGNORE`` are dropped before any logits are formed. Matmuls run in the
-    autocast dtype when autocast is on (as the model's own LM head would), the softmax in fp32.
+    autocast dtype when autocast is on (as the model's own LM head would), the softmax in fp32. Each chunk's
+    rows are rounded up to ``multiple`` with zero rows (no loss, no gradient) so the matmul shapes repeat
+    across steps (see data/packing.py on why shapes should repeat).
     """
     keep = targets != IGNORE
     hidden, targets = hidden[keep], targets[keep]
@@ -72,7 +78,7 @@ def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
-    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype, max(1, multiple))
 
 
 def rewrites_inputs(model: nn.Module) -> bool:
@@ -98,8 +104,10 @@ def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     return decoder, head
 
 
-def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 1024) -> tuple[torch.Tensor, int]:
-    """(summed next-token loss, loss tokens) of ``inputs`` (with ``labels``) without full logits.
+def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 1024,
+                        multiple: int = 1) -> tuple[torch.Tensor, int]:
+    """(summed next-token loss, loss tokens) of ``inputs`` (with ``labels``) without full logits (loss rows
+    rounded up to ``multiple`` per chunk, see ``linear_cross_entropy_sum``).
 
     Raises ValueError when ``split_lm(model)`` is None; the caller decides whether to fall back.
     """
@@ -112,4 +120,4 @@ def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 1
     hidden = decoder(**kwargs).last_hidden_state
     targets = labels[:, 1:].reshape(-1)
     hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    return linear_cross_entropy_sum(hidden, head.weight, targets, chunk), int((targets != IGNORE).sum())
+    return linear_cross_entropy_sum(hidden, head.weight, targets, chunk, multiple), int((targets != IGNORE).sum())

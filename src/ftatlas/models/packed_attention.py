@@ -7,6 +7,13 @@ registered as the ``ftatlas_varlen`` attention implementation: given the varlen 
 ``data/packing.PackedCollator`` emits, it runs ``scaled_dot_product_attention(is_causal=True)`` on
 each sequence's slice, so the work is sum(n_i^2) instead of T^2; without them (generation, padded
 batches) it is exactly transformers' ``sdpa``.
+
+Each sequence's slice can be zero-padded at its end to a multiple of ``pad_multiple`` tokens (set by
+``use_varlen_attention``): under the causal mask no real query sees the padding keys, so the real outputs are
+unchanged, and the attention kernels meet a few lengths instead of every row's own. On CPU that matters: bf16
+attention runs on JIT-compiled oneDNN kernels cached per shape (a few hundred KiB each), so rows of ever-new
+lengths made resident memory climb step after step (tiny Llama, packed 8 x ~150-token rows: +190 MiB over 40
+steps; 64-token buckets: flat after the first few).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "ftatlas_varlen"
+PAD_ATTR = "_ftatlas_pad_multiple"  # set on attention modules by use_varlen_attention
 
 
 def _bounds(query: torch.Tensor, kwargs: dict[str, Any]) -> list[int] | None:
@@ -54,10 +62,17 @@ def varlen_attention_forward(
                                       **kwargs)
     gqa = query.shape[1] != key.shape[1]
     p = dropout if module.training else 0.0
-    out = torch.cat([
-        F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=p,
-                                       is_causal=True, scale=scaling, enable_gqa=gqa)
-        for s, e in zip(bounds[:-1], bounds[1:], strict=True)], dim=2)
+    multiple = getattr(module, PAD_ATTR, 1)
+
+    def attend(s: int, e: int) -> torch.Tensor:
+        q, k, v = query[:, :, s:e], key[:, :, s:e], value[:, :, s:e]
+        pad = -(e - s) % multiple
+        if pad:  # zeros after the last real token: causal, so no real query attends to them
+            q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scaling, enable_gqa=gqa)
+        return out[:, :, :e - s] if pad else out
+
+    out = torch.cat([attend(s, e) for s, e in zip(bounds[:-1], bounds[1:], strict=True)], dim=2)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -75,18 +90,21 @@ AttentionInterface.register(NAME, varlen_attention_forward)
 AttentionMaskInterface.register(NAME, varlen_mask)
 
 
-def use_varlen_attention(model: torch.nn.Module, device: str = "cpu") -> bool:
+def use_varlen_attention(model: torch.nn.Module, device: str = "cpu", pad_multiple: int = 1) -> bool:
     """Switch a transformers model (or a PEFT wrapper of one) from ``sdpa`` to per-sequence attention.
 
     On CUDA with flash-attention installed that is ``flash_attention_2`` (its varlen kernel reads the same
     ``cu_seq_lens``; not verified on a GPU here), elsewhere ``ftatlas_varlen``. Only ``sdpa`` is switched
-    (eager/flex users keep theirs); returns whether it switched.
+    (eager/flex users keep theirs); returns whether it switched. ``pad_multiple``: see the module docstring.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
         return False
     base.set_attn_implementation("flash_attention_2" if flash_attention_available(device) else NAME)
+    for module in base.modules():
+        if type(module).__name__.endswith("Attention"):
+            setattr(module, PAD_ATTR, max(1, pad_multiple))
     return True
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from ftatlas.data.packing import BestFitBatchSampler, PackedCollator
+from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator, pop_filler
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import chunked_lm_loss_sum, rewrites_inputs, split_lm
@@ -39,6 +39,14 @@ class EncodedDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return {"input_ids": self.rows[i].input_ids, "labels": self.rows[i].labels}
+
+
+def filler_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token packed rows are filled with (it carries no loss and attends only to itself)."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
 
 
 class PadCollator:
@@ -65,23 +73,33 @@ class PadCollator:
 class LossTokenTrainer(Trainer):
     """Trainer whose loss is summed over loss tokens and divided by those of the whole accumulated batch.
 
-    ``chunk`` set: the loss comes from ``chunked_lm_loss_sum`` (no full logits); ``batch_sampler`` set:
-    the training batches come from it (best-fit token budgets) instead of a fixed batch size.
+    ``chunk`` set: the loss comes from ``chunked_lm_loss_sum`` (no full logits, loss rows rounded up to
+    ``multiple``); ``batch_sampler`` set: the training batches come from it (best-fit token budgets) instead of
+    a fixed batch size. Packed batches' filler tokens (data/packing.py) are not counted as tokens seen.
     """
 
     def __init__(self, *args: Any, chunk: int | None = None, batch_sampler: Sampler | None = None,
-                 **kwargs: Any) -> None:
+                 multiple: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.chunk = chunk
+        self.multiple = multiple
         self.batch_sampler = batch_sampler
         self.model_accepts_loss_kwargs = True  # Trainer then counts loss tokens over all accumulated micro-batches
 
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        filler = int(inputs.get(FILLER_KEY, 0))
+        if not filler or self.args.include_num_input_tokens_seen == "no":
+            return super()._track_num_input_tokens(inputs)
+        real = torch.as_tensor(inputs["input_ids"].numel() - filler, device=self.args.device, dtype=torch.int64)
+        self.state.num_input_tokens_seen += self.accelerator.gather(real).sum().item()
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        pop_filler(inputs)
         if self.chunk is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         with self.accelerator.autocast():  # the decoder is called directly, outside accelerate's wrapped forward
-            total, n = chunked_lm_loss_sum(model, inputs, self.chunk)
+            total, n = chunked_lm_loss_sum(model, inputs, self.chunk, self.multiple)
         loss = total / (num_items_in_batch if num_items_in_batch is not None else max(n, 1))
         return (loss, {"loss": loss}) if return_outputs else loss
 
@@ -107,9 +125,9 @@ class SFT(Objective):
         packed = t.packing != "off" and not rewrites_inputs(ctx.model)  # a KV prefix would span a packed row
         extra: dict[str, Any] = {}
         if packed and t.packed_attention == "varlen":
-            use_varlen_attention(ctx.model, ctx.device)  # per-sequence attention; others still see the boundaries
+            use_varlen_attention(ctx.model, ctx.device, t.pad_multiple)  # per-sequence attention
         if packed:
-            extra["include_num_input_tokens_seen"] = "all"  # a packed row has no padding (pad id may be eos)
+            extra["include_num_input_tokens_seen"] = "all"  # minus the filler (LossTokenTrainer)
         if t.frozen_half and ctx.precision.autocast is not None and hasattr(ctx.model, "peft_config"):
             store_frozen_linears(ctx.model, ctx.precision.autocast)  # only the adapter is saved, so this stays local
         if t.compile:
@@ -124,11 +142,13 @@ class SFT(Objective):
             args=training_arguments(ctx, has_eval=bool(held), **extra),
             train_dataset=EncodedDataset(train),
             eval_dataset=EncodedDataset(held) if held else None,
-            data_collator=PackedCollator() if packed else PadCollator(ctx.tokenizer),
+            data_collator=PackedCollator(t.pad_multiple, filler_id(ctx.tokenizer)) if packed
+            else PadCollator(ctx.tokenizer),
             processing_class=ctx.tokenizer,
             callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim()],
             chunk=t.loss_chunk if t.chunked_loss and split_lm(ctx.model) is not None else None,
             batch_sampler=sampler,
+            multiple=t.pad_multiple,
         )
         trainer.remove_callback(PrinterCallback)  # our ProgressBar/MetricsLogger report instead of dict prints
         return trainer
