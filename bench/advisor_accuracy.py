@@ -97,7 +97,7 @@ def row(model: str, source: str, method: str, data: Path, steps: int, batch: int
     return out | {"est_mib": est_delta / 2**20, "meas_mib": got["delta_bytes"] / 2**20,
                   "mem_err": est_delta / got["delta_bytes"] - 1 if got["delta_bytes"] > 0 else float("nan"),
                   "est_s": est_time, "meas_s": got["step_seconds"], "time_err": est_time / got["step_seconds"] - 1,
-                  "allocator": got.get("allocator", "?")}
+                  "tokens_per_step": got["tokens_per_step"], "allocator": got.get("allocator", "?")}
 
 
 def markdown(rows: list[dict], length: int, batch: int) -> str:

@@ -11,7 +11,8 @@ like TRL's) and (LoRA) keeps the frozen base weights in bf16. LoRA is r=16, alph
 dropout 0 (PEFT's default) on both sides.
 
 Each (side, repetition) runs in a fresh subprocess, alternating TRL/ftatlas, so the peak RSS of one
-side is not inherited by the other (one process cannot separate two peaks). Per-step wall time and
+side is not inherited by the other (one process cannot separate two peaks); both sides run on the heap
+allocator the ``ftatlas`` command uses (``ftatlas.allocator``: tcmalloc where installed). Per-step wall time and
 non-padding tokens are recorded by a callback; tokens/s is the median over the steps after warm-up
 of all repetitions. TFLOP/s counts 4*N (LoRA: forward + input-gradient backward) or 6*N (full) per
 token, N = all parameters (tied head once), plus causal attention 2*L*d*n^2 (forward; x2 LoRA, x3
@@ -169,11 +170,13 @@ def _timed(fn) -> float:  # noqa: ANN001
 
 
 def run_side(side: str, mode: str, a: argparse.Namespace, sets: list[str] | None = None) -> dict:
+    from ftatlas.allocator import preload_env  # both sides on the allocator the ftatlas command uses
+
     sets = a.set if sets is None else sets
     cmd = [sys.executable, __file__, "--worker", side, "--modes", mode, "--steps", str(a.steps), "--warmup",
            str(a.warmup), "--batch", str(a.batch), "--lr", str(a.lr), *[x for s in sets for x in ("--set", s)]]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=a.timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=a.timeout, env=preload_env())
     if proc.returncode:
         raise RuntimeError(f"{side}/{mode} failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -236,13 +239,17 @@ ABLATIONS = {"ftatlas default": [], "packing=off": ["train.packing=off"],
              "chunked_loss=false": ["train.chunked_loss=false"],
              "frozen_half=false (frozen base fp32, cast every step)": ["train.frozen_half=false"],
              "gradient_checkpointing=false (activations kept, not recomputed)": ["train.gradient_checkpointing=false"],
+             "pad_multiple=1 (every row length a new kernel shape)": ["train.pad_multiple=1"],
              "compile=true": ["train.compile=true"]}
 
 
 def ablate(a: argparse.Namespace, mode: str) -> None:
     """Each fast-path piece switched off (or an option on) alone, ftatlas side only, in fresh subprocesses."""
     rows = []
+    only = [w for w in a.only.split(",") if w]
     for name, sets in ABLATIONS.items():
+        if only and name != "ftatlas default" and not any(name.startswith(w) for w in only):
+            continue
         try:
             r = run_side("ftatlas", mode, a, sets)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -272,6 +279,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="ftatlas recipe override, e.g. packing=off")
     p.add_argument("--timeout", type=int, default=420, help="seconds per subprocess")
     p.add_argument("--ablate", action="store_true", help="ftatlas variants only (first mode), no TRL")
+    p.add_argument("--only", default="", help="with --ablate: variants whose names start with these "
+                   "(comma-separated; the default always runs), e.g. pad_multiple,packing")
     p.add_argument("--worker", choices=["trl", "ftatlas"], help=argparse.SUPPRESS)
     a = p.parse_args()
     a.set = [s if s.startswith("train.") else f"train.{s}" for s in a.set]

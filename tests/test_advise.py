@@ -103,6 +103,10 @@ def test_activations_follow_the_hand_formula(cfg):
     assert estimate_step(cfg, "prefix", data, StepSpec(batch_size=4)).activation_bytes == estimate_step(
         cfg, "prefix", data, StepSpec(batch_size=4, gradient_checkpointing=False)).activation_bytes
     assert ckpt.activation_bytes == 256 * (2 * 4 * 64 + 1024 + 1920)
+    # the autocast cache is cleared before the backward: its casts never add up with the weight gradients
+    over = ckpt.peak_bytes - RUNTIME_BYTES["cpu"] - ckpt.params.trainable_bytes - ckpt.params.optimizer_bytes
+    forward = ckpt.parts["autocast_copies"] + ckpt.activation_bytes + ckpt.parts["loss"]
+    assert max(ckpt.params.grad_bytes, forward) <= over < forward + ckpt.params.grad_bytes
     # fp32 (no autocast): twice the bf16 terms, no weight copies
     fp32 = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=False, autocast=False))
     assert fp32.activation_bytes == 256 * 2 * (1024 + 2 * 1920) and fp32.parts["autocast_copies"] == 0

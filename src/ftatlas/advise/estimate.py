@@ -23,9 +23,10 @@ PEFT methods under autocast store their frozen linears in bf16 (``train.frozen_h
 bytes each and no per-forward copies. Gradient checkpointing keeps each layer's input (``r*h``) plus one
 layer's full set while it is recomputed. Under autocast, the bf16 casts of trainable linear weights stay cached
 until the forward ends (``2`` bytes/param); without checkpointing, the casts of every linear weight in those
-layers are kept for backward. Peak = weights + optimizer states + autocast copies +
-the larger of (activations + loss buffers) and (gradients), plus the tied head/embedding gradient; or the
-optimizer step (weights, gradients, states and one parameter's temporaries), whichever is larger.
+layers are kept for backward. Peak = weights + optimizer states + the largest of the forward's end (autocast
+copies + activations + loss buffers), the backward (one block's casts while it is recomputed, or the saved
+casts without checkpointing, + the larger of activations and gradients + the tied head/embedding gradient
+formed with the loss) and the optimizer step (gradients and one parameter's temporaries).
 
 Time: FLOPs per token = forward ``2N`` (N = matmul parameters of the layers + the LM head for loss rows)
 + causal attention ``2*L*hq*s``; backward ``2x`` forward through layers whose weights train, ``1x`` through
@@ -53,9 +54,11 @@ from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the model's own head (no chunking)
 # What training adds to a CPU process regardless of the model (autograd engine and its threads, oneDNN kernel
 # caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over the
-# 42 rows of a bench/advisor_accuracy.py run on tcmalloc (median |error| 5%). glibc malloc keeps more, and a
-# varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
-RUNTIME_BYTES = {"cpu": 200 * 2**20, "cuda": 0}
+# 42 rows of a bench/advisor_accuracy.py run on tcmalloc with train.pad_multiple 64 (34 rows within 15%; the
+# misses are mostly whole-buffer steps: tcmalloc keeps or reuses a ~100 MiB logits-sized span from run to run).
+# glibc malloc keeps more, and a varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not
+# see such costs.
+RUNTIME_BYTES = {"cpu": 145 * 2**20, "cuda": 0}
 # Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 OPS_PER_LAYER = 40
@@ -312,14 +315,19 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         loss_saved = 0
         head_rows = tokens
     head_grad = vh * 4 if lay.head_trains else 0
-    fwd_bwd = max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved + loss_transient
+    # The autocast cache is cleared when the forward (loss included) leaves autocast, before the backward, so
+    # the cached casts never meet the weight gradients; the backward re-casts one block at a time when it
+    # recomputes (checkpointing), and without checkpointing the casts saved for backward are freed as it goes.
+    forward = copies + activations + loss_saved + loss_transient
+    bwd_copies = copies if not checkpointing else (2 * arch.layer_linear_params if copies and grad_layers else 0)
+    backward = bwd_copies + max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved
     opt_temp = 2 * lay.largest_trainable * 4 if mem.trainable_params else 0
     opt_step = mem.grad_bytes + opt_temp
     base = _base_bytes(config, method, 4, mem)
     static = mem.frozen_bytes + mem.trainable_bytes + mem.optimizer_bytes
     static -= 2 * lay.frozen_linear_params if half else 0
     runtime = RUNTIME_BYTES.get(step.device, 0)
-    peak = static + max(copies + fwd_bwd, opt_step) + runtime
+    peak = static + max(forward, backward, opt_step) + runtime
     # work per token
     layer_fwd = 2 * arch.layer_linear_params + 2 * arch.q_dim * data.mean  # causal attention over ~s/2 keys, x2
     fwd = arch.layers * layer_fwd + 2 * vh * head_rows / max(tokens, 1)
