@@ -284,7 +284,9 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     if method in ("prompt", "ptuning"):
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
     loss_rows = max(1, round(tokens * data.loss_share))
-    packed = lay.chunkable and step.chunked_loss  # SFT's packed rows: rounded up by a filler sequence
+    # SFT packs (and rounds up by a filler) where it chunks the loss; the advisor's chunked_loss=False stands
+    # for DPO's padded pairs, and prompt-learning methods train on padded batches
+    packed = lay.chunkable and step.chunked_loss
     m = max(1, step.pad_multiple) if packed else 1
     tokens, loss_rows = -(-tokens // m) * m, -(-loss_rows // m) * m
     per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)
