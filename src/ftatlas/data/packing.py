@@ -33,11 +33,6 @@ from ftatlas.data.templating import IGNORE
 FILLER_KEY = "filler_tokens"  # not a model input: LossTokenTrainer takes it out before the forward
 
 
-def pop_filler(inputs: dict) -> int:
-    """Remove and return the filler-token count of a packed batch (0 when it has none)."""
-    return int(inputs.pop(FILLER_KEY, 0))
-
-
 class PackedCollator:
     """``[{input_ids, labels}, ...]`` -> one row with per-sequence positions and varlen keywords, rounded up to
     a multiple of ``multiple`` tokens by a filler sequence of ``filler_id`` tokens."""

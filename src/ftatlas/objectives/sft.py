@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator, pop_filler
+from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import chunked_lm_loss_sum, rewrites_inputs, split_lm
@@ -39,14 +39,6 @@ class EncodedDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return {"input_ids": self.rows[i].input_ids, "labels": self.rows[i].labels}
-
-
-def filler_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token packed rows are filled with (it carries no loss and attends only to itself)."""
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if tid is not None:
-            return int(tid)
-    return 0
 
 
 class PadCollator:
@@ -95,7 +87,7 @@ class LossTokenTrainer(Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
-        pop_filler(inputs)
+        inputs.pop(FILLER_KEY, None)  # not a model input
         if self.chunk is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         with self.accelerator.autocast():  # the decoder is called directly, outside accelerate's wrapped forward
@@ -142,7 +134,7 @@ class SFT(Objective):
             args=training_arguments(ctx, has_eval=bool(held), **extra),
             train_dataset=EncodedDataset(train),
             eval_dataset=EncodedDataset(held) if held else None,
-            data_collator=PackedCollator(t.pad_multiple, filler_id(ctx.tokenizer)) if packed
+            data_collator=PackedCollator(t.pad_multiple, ctx.tokenizer.pad_token_id) if packed
             else PadCollator(ctx.tokenizer),
             processing_class=ctx.tokenizer,
             callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim()],
