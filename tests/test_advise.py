@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
@@ -127,12 +129,16 @@ def test_activations_follow_the_hand_formula(cfg):
     assert top_ckpt.parts["autocast_copies"] == 2 * (1 + 1) * arch.layer_linear_params
 
 
-def test_prompt_learning_pays_full_logits(cfg):
-    data = DataShape.from_lengths([50] * 10, loss_tokens=50)
-    chunked = estimate_step(cfg, "ia3", data, StepSpec(batch_size=4, gradient_checkpointing=False))
-    prompt = estimate_step(cfg, "prefix", data, StepSpec(batch_size=4, gradient_checkpointing=False))
-    assert prompt.parts["loss"] == 200 * cfg.vocab_size * 14
-    assert chunked.parts["loss"] < prompt.parts["loss"]
+def test_prompt_learning_is_padded_and_its_loss_chunked(cfg):
+    """Rows of 50 are padded to width 56 (PAD_WIDTH) instead of packed to 256; the loss is chunked as for ia3."""
+    data = DataShape.from_lengths([50] * 10, loss_tokens=250)
+    spec = StepSpec(batch_size=4, gradient_checkpointing=False)
+    prefix, ia3 = (estimate_step(cfg, m, data, spec) for m in ("prefix", "ia3"))
+    assert (prefix.tokens, ia3.tokens) == (4 * 56, 256) and prefix.filler_tokens == 0
+    assert prefix.parts["loss"] == ia3.parts["loss"] == (cfg.vocab_size * 64 * 2 + 128 * cfg.vocab_size * 6
+                                                         + 2 * 128 * 64 * 4)  # 100 loss rows -> 128
+    full = estimate_step(cfg, "prefix", data, replace(spec, chunked_loss=False))  # DPO-style: the model's loss
+    assert full.parts["loss"] == 4 * 56 * cfg.vocab_size * 14
 
 
 def test_sizes_and_durations():

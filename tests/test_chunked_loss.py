@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig, PromptTuningConfig, get_peft_model
+from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
 
 from ftatlas.data.packing import PackedCollator
 from ftatlas.data.templating import IGNORE
@@ -95,10 +95,14 @@ def test_no_loss_rows_give_zero_with_a_graph():
     assert loss.item() == 0.0 and h.grad is not None
 
 
-def test_prompt_learning_is_not_split(tiny_model):
-    """Its forward adds virtual tokens/a KV prefix: no decoder shortcut, and sft does not pack it either."""
+@pytest.mark.parametrize("config", [
+    PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+    PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, encoder_hidden_size=16),
+    PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
+], ids=["prompt", "ptuning", "prefix"])
+def test_prompt_learning_loss_and_grads_match_through_its_own_forward(tiny_model, config):
+    """Virtual tokens (prompt, p-tuning) or a KV prefix come from PEFT's forward; the loss is still chunked."""
     assert not rewrites_inputs(tiny_model)
-    model = get_peft_model(tiny_model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
-    assert rewrites_inputs(model) and split_lm(model) is None
-    with pytest.raises(ValueError, match="chunked loss does not support"):
-        chunked_lm_loss_sum(model, batch())
+    model = get_peft_model(tiny_model, config)
+    assert rewrites_inputs(model) and split_lm(model) is not None
+    assert_same_loss_and_grads(model, multiple=8)

@@ -4,7 +4,7 @@ Parameters, gradients and optimizer states come from ``methods.memory.estimate_m
 meta-device build). This module adds what that leaves out, modelled on ftatlas's own SFT path
 (objectives/sft.py): padding-free packing (a micro-batch is its rows end to end, so its tokens are
 ``batch_size x`` the row length), per-sequence attention (no ``T x T`` mask), and chunked cross-entropy
-(models/chunked_ce.py: logits only for loss rows, ``loss_chunk`` rows at a time) where the method allows it;
+(models/chunked_ce.py: logits only for loss rows, ``loss_chunk`` rows at a time; prompt-learning methods too);
 packed rows and loss rows are rounded up to ``train.pad_multiple`` (data/packing.py says why).
 
 Activations saved for backward, per token and decoder layer (``a`` = bytes of the autocast dtype, ``r`` = bytes
@@ -51,7 +51,8 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 
-PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # the loss goes through the model's own head (no chunking)
+PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
+PAD_WIDTH = 8  # objectives/sft.py PadCollator: padded batches' width is rounded up to this
 # What training adds to a CPU process regardless of the model (autograd engine and its threads, oneDNN kernel
 # caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over the
 # 42 rows of a bench/advisor_accuracy.py run on tcmalloc with train.pad_multiple 64 (34 rows within 15%; the
@@ -197,7 +198,7 @@ class _Layout:
     norms_train: bool
     weights_train_layers: int  # blocks whose big linear weights train (full/freeze)
     head_trains: bool
-    chunkable: bool
+    packable: bool
     adapter_in_features: int  # sum of in_features + rank of LoRA-style modules per layer (per token)
     largest_trainable: int
     adapter_modules: int = 0
@@ -228,7 +229,7 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
                 norms = True
             elif p.dim() == 2 and "lora_" not in name and p.numel() >= arch.hidden * arch.kv_dim:
                 weight_layers.add(int(m.group(1)))
-        elif "embed" in name or "lm_head" in name:
+        elif ("embed" in name or "lm_head" in name) and "prompt_encoder" not in name:  # not a virtual-token table
             head = head or p.dim() == 2
             first = 0 if "embed" in name else first
     if method in PROMPT_LEARNING:
@@ -247,8 +248,8 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
                         for p in mod.parameters(recurse=False) if not p.requires_grad)
     trainable_linear = sum(mod.weight.numel() for mod in model.modules()
                            if isinstance(mod, nn.Linear) and mod is not head_module and mod.weight.requires_grad)
-    chunkable = method not in PROMPT_LEARNING
-    return _Layout(first, norms, len(weight_layers), head, chunkable, adapter // max(arch.layers, 1), largest,
+    packable = method not in PROMPT_LEARNING
+    return _Layout(first, norms, len(weight_layers), head, packable, adapter // max(arch.layers, 1), largest,
                    modules, tensors, hasattr(model, "peft_config"), frozen_linear, trainable_linear)
 
 
@@ -280,15 +281,17 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     # With checkpointing, transformers makes the embedding output require grad (enable_input_require_grads), so
     # input gradients flow through every block, even a frozen lower stack (freeze), and each block is recomputed.
     grad_layers = arch.layers if checkpointing else arch.layers - lay.first_grad_layer
-    tokens = step.batch_size * data.p90  # the largest micro-batches set the peak
-    if method in ("prompt", "ptuning"):
+    # SFT packs (and rounds the row up by a filler) where it chunks the loss; the advisor's chunked_loss=False
+    # stands for DPO's padded pairs, and prompt-learning methods train on padded batches (width rounded to 8)
+    packed = lay.packable and step.chunked_loss
+    m = max(1, step.pad_multiple)
+    width = data.p90 if packed else -(-data.p90 // PAD_WIDTH) * PAD_WIDTH  # the largest micro-batches set the peak
+    loss_rows = max(1, round(step.batch_size * data.p90 * data.loss_share))
+    loss_rows = -(-loss_rows // m) * m if step.chunked_loss else loss_rows  # each chunk's rows rounded up
+    tokens = step.batch_size * width
+    tokens = -(-tokens // m) * m if packed else tokens
+    if method in ("prompt", "ptuning"):  # virtual tokens enter every row (no loss on them)
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
-    loss_rows = max(1, round(tokens * data.loss_share))
-    # SFT packs (and rounds up by a filler) where it chunks the loss; the advisor's chunked_loss=False stands
-    # for DPO's padded pairs, and prompt-learning methods train on padded batches
-    packed = lay.chunkable and step.chunked_loss
-    m = max(1, step.pad_multiple) if packed else 1
-    tokens, loss_rows = -(-tokens // m) * m, -(-loss_rows // m) * m
     per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)
     if checkpointing:
         activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
@@ -307,7 +310,7 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     else:
         copies = 2 * max(grad_layers * arch.layer_linear_params, lay.trainable_linear_params)
     vh = arch.vocab * arch.hidden
-    if lay.chunkable and step.chunked_loss:
+    if step.chunked_loss:
         c = min(step.loss_chunk, loss_rows)
         loss_transient = vh * act + c * arch.vocab * (4 + act)
         loss_saved = 2 * loss_rows * arch.hidden * 4 + (vh * 4 if lay.head_trains else 0)
@@ -343,4 +346,4 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
              "optimizer_temp": int(opt_temp), "runtime": runtime}
     return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd),
                         elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops),
-                        filler_tokens=(m - 1) / 2)
+                        filler_tokens=(m - 1) / 2 if packed else 0.0)

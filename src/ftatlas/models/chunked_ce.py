@@ -6,11 +6,12 @@ of step time. Here the hidden states of the loss-carrying positions only go thro
 chunk of rows at a time; each chunk's loss *and* gradient (softmax - one-hot, a closed form) are
 computed in the forward, so the backward is a multiply and nothing vocab-sized outlives its chunk.
 
-Works on a plain transformers causal LM and on a PEFT-wrapped one (LoRA and every module-injecting
-tuner): the decoder is called directly (adapters live inside its modules) and the frozen or trained
-LM head weight is used as a plain matrix. Prompt-learning PEFT models (prefix/prompt/p-tuning rewrite
-the inputs in ``PeftModel.forward``), a LoRA'd LM head, or heads with softcapping/scaling are not
-supported: ``split_lm`` returns None and the caller uses the model's own loss.
+Works on a plain transformers causal LM and on a PEFT-wrapped one: under module-injecting tuners (LoRA
+and the rest) the decoder is called directly (adapters live inside its modules); prompt-learning models
+(prefix/prompt/p-tuning rewrite the inputs in ``PeftModel.forward``) run their own forward with
+``logits_to_keep=1`` while a hook takes the decoder's output. The frozen or trained LM head weight is
+used as a plain matrix. A LoRA'd LM head, or heads with softcapping/scaling are not supported:
+``split_lm`` returns None and the caller uses the model's own loss.
 """
 
 from __future__ import annotations
@@ -90,9 +91,7 @@ def rewrites_inputs(model: nn.Module) -> bool:
 
 
 def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
-    """(decoder, lm_head) of a causal LM or a module-injecting PEFT wrapper of one; None if unsupported."""
-    if rewrites_inputs(model):
-        return None
+    """(decoder, lm_head) of a causal LM or a PEFT wrapper of one; None if unsupported."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
     if config is None or getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
@@ -117,7 +116,26 @@ def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 1
     decoder, head = parts
     labels = inputs["labels"]
     kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
-    hidden = decoder(**kwargs).last_hidden_state
+    if rewrites_inputs(model):
+        hidden = _decoder_output(model, decoder, kwargs)
+        extra = hidden.shape[1] - labels.shape[1]  # prompt/p-tuning prepend virtual tokens (a prefix adds none)
+        labels = torch.nn.functional.pad(labels, (extra, 0), value=IGNORE)
+    else:
+        hidden = decoder(**kwargs).last_hidden_state
     targets = labels[:, 1:].reshape(-1)
     hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
     return linear_cross_entropy_sum(hidden, head.weight, targets, chunk, multiple), int((targets != IGNORE).sum())
+
+
+def _decoder_output(model: nn.Module, decoder: nn.Module, kwargs: dict[str, Any]) -> torch.Tensor:
+    """The decoder's last hidden state from the model's own forward (which adds the virtual tokens or KV
+    prefix), with the LM head applied to the last position only."""
+    seen: list[torch.Tensor] = []
+    hook = decoder.register_forward_hook(lambda _m, _i, out: seen.append(out.last_hidden_state))
+    try:
+        model(**kwargs, logits_to_keep=1)
+    finally:
+        hook.remove()
+    if len(seen) != 1:
+        raise ValueError(f"expected one decoder call in {type(model).__name__}'s forward, saw {len(seen)}")
+    return seen[0]
