@@ -67,7 +67,7 @@ def test_packed_chunked_gradient_equals_padded_plain(tiny_model_dir, tmp_path, u
 
 def test_recipe_speed_fields_validate(tiny_model_dir, tmp_path):
     r = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"packing": "best_fit", "pack_tokens": 512}))
-    assert r.train.packing == "best_fit" and r.train.chunked_loss and r.train.loss_chunk == 1024
+    assert r.train.packing == "best_fit" and r.train.chunked_loss and r.train.loss_chunk == 256
     with pytest.raises(RecipeError, match="train.packing"):
         build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"packing": "greedy"}))
     with pytest.raises(RecipeError, match="train.loss_chunk"):

@@ -138,7 +138,7 @@ class StepSpec:
     autocast: bool = True  # bf16 autocast over fp32 master weights
     gradient_checkpointing: bool | None = None  # None: ftatlas' default, on where the method allows it
     chunked_loss: bool = True
-    loss_chunk: int = 1024
+    loss_chunk: int = 256
     optimizer: str = "adamw"
     device: str = "cpu"
     frozen_half: bool = True  # train.frozen_half: PEFT's frozen linears stored in the autocast dtype

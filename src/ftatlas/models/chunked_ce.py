@@ -65,7 +65,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                             chunk: int = 1024, multiple: int = 1) -> torch.Tensor:
+                             chunk: int = 256, multiple: int = 1) -> torch.Tensor:
     """Summed next-token CE of ``hidden [N, H]`` against ``targets [N]`` through ``weight [V, H]``.
 
     Rows whose target is ``IGNORE`` are dropped before any logits are formed. Matmuls run in the
@@ -103,7 +103,7 @@ def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     return decoder, head
 
 
-def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 1024,
+def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 256,
                         multiple: int = 1) -> tuple[torch.Tensor, int]:
     """(summed next-token loss, loss tokens) of ``inputs`` (with ``labels``) without full logits (loss rows
     rounded up to ``multiple`` per chunk, see ``linear_cross_entropy_sum``).
