@@ -54,12 +54,13 @@ from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
 PAD_WIDTH = 8  # objectives/sft.py PadCollator: padded batches' width is rounded up to this
 # What training adds to a CPU process regardless of the model (autograd engine and its threads, oneDNN kernel
-# caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over the
-# 42 rows of a bench/advisor_accuracy.py run on tcmalloc with train.pad_multiple 64 (34 rows within 15%; the
-# misses are mostly whole-buffer steps: tcmalloc keeps or reuses a ~100 MiB logits-sized span from run to run).
+# caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over two
+# bench/advisor_accuracy.py runs (84 rows) on tcmalloc with pad_multiple 64, loss_chunk 256 and the peak from
+# VmHWM (75 rows within 15%). The misses are mostly LoRA-style methods on SmolLM2, whose RSS grows by ~45 MiB
+# with each new packed length until every length has been seen (constant lengths keep it flat from step 1).
 # glibc malloc keeps more, and a varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not
 # see such costs.
-RUNTIME_BYTES = {"cpu": 145 * 2**20, "cuda": 0}
+RUNTIME_BYTES = {"cpu": 105 * 2**20, "cuda": 0}
 # Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 OPS_PER_LAYER = 40
