@@ -2,10 +2,16 @@
 
 Optional hooks: ``load_options`` (extra ``from_pretrained`` kwargs, e.g. a 4-bit quantization config)
 and ``merge_note`` (why the method's result cannot be folded into the base weights; None = it can).
+
+Prompt-learning PEFT models (prefix/prompt/p-tuning) get ``keep_prompt_in_generation``: peft (0.21) looks for
+the generation cache under ``past_key_values`` and puts a prefix there, while transformers 5 passes it as
+``cache``. peft then took every step for the first: a prefix-tuned model generated exactly as the base model,
+and prompt/p-tuning re-inserted their virtual tokens before every new token.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +58,7 @@ class PeftMethod(Method):
         if getattr(model.config, "num_labels", None) == 1 and "ForSequenceClassification" in type(model).__name__:
             config.task_type = "SEQ_CLS"  # a reward model: peft then also trains and saves the new `score` head
         try:
-            return get_peft_model(model, config)
+            return keep_prompt_in_generation(get_peft_model(model, config))
         except ValueError as e:
             names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
             targets = getattr(config, "target_modules", None)
@@ -60,6 +66,26 @@ class PeftMethod(Method):
                 f"method {self.name!r} (target_modules={targets!r}): {e}. "
                 f"Linear module names in this model: {', '.join(names)}"
             ) from None
+
+
+def keep_prompt_in_generation(model: nn.Module) -> nn.Module:
+    """Make ``generate`` on a prompt-learning PEFT model continue as its forward does (see the module docstring);
+    other models, and transformers versions that still call the cache ``past_key_values``, are left as they are."""
+    config = getattr(model, "active_peft_config", None)
+    inner = getattr(model, "base_model_prepare_inputs_for_generation", None)
+    if not getattr(config, "is_prompt_learning", False) or inner is None:
+        return model
+    if "cache" not in inspect.signature(inner).parameters:
+        return model
+
+    def prepare(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = inner(*args, **kwargs)
+        if "cache" in out and "past_key_values" not in out:
+            out["past_key_values"] = out.pop("cache")  # where peft looks for it (and puts a prefix)
+        return out
+
+    model.base_model_prepare_inputs_for_generation = prepare
+    return model
 
 
 METHODS: Registry[type[Method]] = Registry("method")

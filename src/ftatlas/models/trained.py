@@ -35,8 +35,10 @@ def load_run_or_model(target: str, device: str = "auto") -> tuple[Loaded, Recipe
         if weights == run.adapter_dir:
             from peft import PeftModel
 
+            from ftatlas.methods.base import keep_prompt_in_generation
+
             base = load_recipe_base(recipe, dev)
-            model = PeftModel.from_pretrained(base.model, str(weights)).to(dev)
+            model = keep_prompt_in_generation(PeftModel.from_pretrained(base.model, str(weights)).to(dev))
             source = base.source
         else:
             from ftatlas.objectives import OBJECTIVES
