@@ -48,11 +48,11 @@ from pydantic import BaseModel
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
+from ftatlas.data.packing import PAD_WIDTH
 from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
-PAD_WIDTH = 8  # objectives/sft.py PadCollator: padded batches' width is rounded up to this
 # What training adds to a CPU process regardless of the model (autograd engine and its threads, oneDNN kernel
 # caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over two
 # bench/advisor_accuracy.py runs (84 rows) on tcmalloc with pad_multiple 64, loss_chunk 256 and the peak from

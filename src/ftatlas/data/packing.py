@@ -31,6 +31,7 @@ from torch.utils.data import Sampler
 from ftatlas.data.templating import IGNORE
 
 FILLER_KEY = "filler_tokens"  # not a model input: LossTokenTrainer takes it out before the forward
+PAD_WIDTH = 8  # unpacked (right-padded) batches round their width up to a multiple of this
 
 
 class PackedCollator:

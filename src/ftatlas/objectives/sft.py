@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator
+from ftatlas.data.packing import FILLER_KEY, PAD_WIDTH, BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import chunked_lm_loss_sum, rewrites_inputs, split_lm
@@ -44,7 +44,7 @@ class EncodedDataset(Dataset):
 class PadCollator:
     """Right-pad a batch to its longest row; padding never carries loss."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, multiple_of: int = 8) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, multiple_of: int = PAD_WIDTH) -> None:
         self.pad_id = tokenizer.pad_token_id
         self.multiple_of = multiple_of
 
