@@ -8,7 +8,13 @@ from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuni
 
 from ftatlas.data.packing import PackedCollator
 from ftatlas.data.templating import IGNORE
-from ftatlas.models.chunked_ce import chunked_lm_loss_sum, linear_cross_entropy_sum, rewrites_inputs, split_lm
+from ftatlas.models.chunked_ce import (
+    LossWorkspace,
+    chunked_lm_loss_sum,
+    linear_cross_entropy_sum,
+    rewrites_inputs,
+    split_lm,
+)
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -76,16 +82,76 @@ def test_packed_chunked_loss_is_the_sum_of_per_sequence_losses(tiny_model):
 def test_padding_rows_reach_the_matmuls_rounded_up(monkeypatch):
     """The LM head matmuls see row counts rounded up to the multiple (what makes shapes repeat)."""
     seen = []
-    real = torch.Tensor.__matmul__
+    real, real_mm = torch.Tensor.__matmul__, torch.mm
 
     def spy(a, b):
         seen.append(a.shape[0])
         return real(a, b)
 
+    def spy_mm(a, b, **kw):
+        seen.append(a.shape[0])
+        return real_mm(a, b, **kw)
+
     monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+    monkeypatch.setattr(torch, "mm", spy_mm)
     h = torch.randn(21, 8, requires_grad=True)
     linear_cross_entropy_sum(h, torch.randn(20, 8), torch.randint(0, 20, (21,)), chunk=16, multiple=8)
     assert seen == [16, 16, 8, 8]  # logits and input gradient of the 16-row chunk, then of the 5-row tail as 8
+
+
+def test_chunks_share_two_vocab_wide_buffers(monkeypatch):
+    """Every chunk's logits land in one preallocated buffer (no vocab-wide allocation per chunk), and the
+    loss and gradients still match the plain computation in bf16 as in fp32."""
+    outs = []
+    real_mm = torch.mm
+
+    def spy_mm(a, b, **kw):
+        outs.append(kw["out"].data_ptr() if "out" in kw else None)
+        return real_mm(a, b, **kw)
+
+    monkeypatch.setattr(torch, "mm", spy_mm)
+    for dtype in (torch.float32, torch.bfloat16):
+        outs.clear()
+        torch.manual_seed(0)
+        h = torch.randn(45, 8, requires_grad=True)
+        w = torch.randn(30, 8, requires_grad=True)
+        t = torch.randint(0, 30, (45,))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            got = linear_cross_entropy_sum(h, w, t, chunk=16, multiple=8)
+        got.backward()
+        assert len(outs) == 3 and None not in outs and len(set(outs)) == 1
+        h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+        logits = (h2.to(dtype) @ w2.to(dtype).T).float()
+        want = torch.nn.functional.cross_entropy(logits, t, reduction="sum")
+        want.backward()
+        tol = dict(rtol=1e-5, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(got, want, **tol)
+        torch.testing.assert_close(h.grad, h2.grad, **tol)
+        torch.testing.assert_close(w.grad, w2.grad, **tol)
+
+
+def test_workspace_keeps_its_buffers_between_calls(monkeypatch):
+    """With a workspace, every call's logits land in the same buffer, results equal those without one, and a
+    new shape (or release) replaces the pair."""
+    outs = []
+    real_mm = torch.mm
+
+    def spy_mm(a, b, **kw):
+        outs.append(kw["out"].data_ptr())
+        return real_mm(a, b, **kw)
+
+    torch.manual_seed(0)
+    w, ws = torch.randn(30, 8), LossWorkspace()
+    cases = [(torch.randn(n, 8), torch.randint(0, 30, (n,))) for n in (45, 21, 9)]
+    plain = [linear_cross_entropy_sum(h, w, t, chunk=16, multiple=8) for h, t in cases]
+    monkeypatch.setattr(torch, "mm", spy_mm)
+    kept = [linear_cross_entropy_sum(h, w, t, chunk=16, multiple=8, workspace=ws) for h, t in cases]
+    torch.testing.assert_close(kept, plain)
+    buffer = ws.buffers(16, 30, torch.float32, torch.device("cpu"))[0]
+    assert len(outs) == 3 + 2 + 1 and set(outs) == {buffer.data_ptr()}
+    assert ws.buffers(32, 30, torch.float32, torch.device("cpu"))[0].shape == (32, 30)
+    ws.release()
+    assert ws._buffers is None
 
 
 def test_no_loss_rows_give_zero_with_a_graph():

@@ -24,17 +24,54 @@ from torch import nn
 from ftatlas.data.templating import IGNORE
 
 
+class LossWorkspace:
+    """The chunked loss's two vocab-wide buffers, kept from one call to the next (one per trainer).
+
+    Allocated per call, they are the largest blocks a small-model step asks for (SmolLM2, 256 rows: 24 MiB of
+    bf16 logits and 48 MiB of fp32), and between steps the heap hands pieces of the freed blocks to smaller
+    requests, so a later step could need fresh ones: run to run, peak RSS then varied by one such block. Kept,
+    they are allocated once and the peak is the same every run. ``release`` drops them (end of training)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def buffers(self, rows: int, vocab: int, dtype: torch.dtype,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits buffer in ``dtype``, fp32 buffer; the same tensor when ``dtype`` is fp32), ``rows x vocab``."""
+        key = (rows, vocab, dtype, device)
+        if self._buffers is None or self._key != key:
+            self._buffers = None  # free the old pair before allocating the new one
+            self._buffers = _allocate(rows, vocab, dtype, device)
+            self._key = key
+        return self._buffers
+
+    def release(self) -> None:
+        self._key, self._buffers = None, None
+
+
+def _allocate(rows: int, vocab: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    low = torch.empty(rows, vocab, dtype=dtype, device=device)
+    return low, low if dtype == torch.float32 else torch.empty(rows, vocab, dtype=torch.float32, device=device)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """sum_i CE(hidden_i @ weight.T, target_i); gradients computed chunk by chunk in the forward."""
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-                dtype: torch.dtype, multiple: int = 1) -> torch.Tensor:
+                dtype: torch.dtype, multiple: int = 1, workspace: LossWorkspace | None = None) -> torch.Tensor:
         need_w = weight.requires_grad
         w = weight.detach().to(dtype)
         grad_h = torch.empty_like(hidden)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        # Two vocab-wide buffers of ``chunk`` rows serve every chunk: the logits in the matmul dtype (then the
+        # gradient cast back to it) and their fp32 copy, where the softmax is formed in place (logsumexp and
+        # out-of-place ops would add a third and fourth vocab-wide temporary per chunk).
+        rows = -(-chunk // multiple) * multiple
+        low, f32 = (workspace.buffers if workspace is not None else _allocate)(rows, w.shape[0], dtype,
+                                                                               hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
                 h = hidden[s:s + chunk].detach().to(dtype)
@@ -42,13 +79,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 k = len(t)
                 if k % multiple:  # zero rows up to the multiple: the matmuls see a shape seen before
                     h = torch.cat([h, h.new_zeros(-k % multiple, h.shape[1])])
-                logits = (h @ w.T).float()
-                lse = torch.logsumexp(logits, dim=-1)
-                total += (lse[:k] - logits[:k].gather(1, t[:, None]).squeeze(1)).sum()
-                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                grad[torch.arange(k, device=t.device), t] -= 1.0
-                grad[k:] = 0.0  # the padding rows carry no loss
-                grad = grad.to(dtype)
+                r = h.shape[0]
+                logits = torch.mm(h, w.T, out=low[:r])
+                z = f32[:r]
+                if z.data_ptr() != logits.data_ptr():
+                    z.copy_(logits)
+                target_logit = z[:k].gather(1, t[:, None]).squeeze(1)
+                top = z.amax(dim=-1)
+                z.sub_(top[:, None]).exp_()  # softmax, in place: exp(z - max) / sum
+                norm = z.sum(dim=-1)
+                total += (norm[:k].log() + top[:k] - target_logit).sum()
+                z.div_(norm[:, None])
+                z[torch.arange(k, device=t.device), t] -= 1.0
+                z[k:] = 0.0  # the padding rows carry no loss
+                grad = logits.copy_(z) if z.data_ptr() != logits.data_ptr() else z
                 grad_h[s:s + chunk] = (grad @ w)[:k].to(hidden.dtype)
                 if grad_w is not None:
                     grad_w.add_(grad.T @ h)  # accumulated in fp32 across chunks
@@ -61,17 +105,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
         grad_h, grad_w = ctx.saved_tensors
         gw = (grad_w * grad_out).to(ctx.weight_dtype) if ctx.need_w else None
-        return grad_h * grad_out.to(grad_h.dtype), gw, None, None, None, None
+        return grad_h * grad_out.to(grad_h.dtype), gw, None, None, None, None, None
 
 
 def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                             chunk: int = 256, multiple: int = 1) -> torch.Tensor:
+                             chunk: int = 256, multiple: int = 1,
+                             workspace: LossWorkspace | None = None) -> torch.Tensor:
     """Summed next-token CE of ``hidden [N, H]`` against ``targets [N]`` through ``weight [V, H]``.
 
     Rows whose target is ``IGNORE`` are dropped before any logits are formed. Matmuls run in the
     autocast dtype when autocast is on (as the model's own LM head would), the softmax in fp32. Each chunk's
     rows are rounded up to ``multiple`` with zero rows (no loss, no gradient) so the matmul shapes repeat
-    across steps (see data/packing.py on why shapes should repeat).
+    across steps (see data/packing.py on why shapes should repeat). ``workspace`` keeps the vocab-wide
+    buffers between calls (``LossWorkspace``); without it they are allocated per call.
     """
     keep = targets != IGNORE
     hidden, targets = hidden[keep], targets[keep]
@@ -79,7 +125,7 @@ def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
-    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype, max(1, multiple))
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype, max(1, multiple), workspace)
 
 
 def rewrites_inputs(model: nn.Module) -> bool:
@@ -104,9 +150,9 @@ def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
 
 
 def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 256,
-                        multiple: int = 1) -> tuple[torch.Tensor, int]:
+                        multiple: int = 1, workspace: LossWorkspace | None = None) -> tuple[torch.Tensor, int]:
     """(summed next-token loss, loss tokens) of ``inputs`` (with ``labels``) without full logits (loss rows
-    rounded up to ``multiple`` per chunk, see ``linear_cross_entropy_sum``).
+    rounded up to ``multiple`` per chunk, buffers from ``workspace``; see ``linear_cross_entropy_sum``).
 
     Raises ValueError when ``split_lm(model)`` is None; the caller decides whether to fall back.
     """
@@ -124,7 +170,8 @@ def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 2
         hidden = decoder(**kwargs).last_hidden_state
     targets = labels[:, 1:].reshape(-1)
     hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    return linear_cross_entropy_sum(hidden, head.weight, targets, chunk, multiple), int((targets != IGNORE).sum())
+    loss = linear_cross_entropy_sum(hidden, head.weight, targets, chunk, multiple, workspace)
+    return loss, int((targets != IGNORE).sum())
 
 
 def _decoder_output(model: nn.Module, decoder: nn.Module, kwargs: dict[str, Any]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from transformers.trainer_callback import PrinterCallback
 from ftatlas.data.packing import FILLER_KEY, PAD_WIDTH, BestFitBatchSampler, PackedCollator
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
-from ftatlas.models.chunked_ce import chunked_lm_loss_sum, rewrites_inputs, split_lm
+from ftatlas.models.chunked_ce import LossWorkspace, chunked_lm_loss_sum, rewrites_inputs, split_lm
 from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
@@ -66,8 +66,9 @@ class LossTokenTrainer(Trainer):
     """Trainer whose loss is summed over loss tokens and divided by those of the whole accumulated batch.
 
     ``chunk`` set: the loss comes from ``chunked_lm_loss_sum`` (no full logits, loss rows rounded up to
-    ``multiple``); ``batch_sampler`` set: the training batches come from it (best-fit token budgets) instead of
-    a fixed batch size. Packed batches' filler tokens (data/packing.py) are not counted as tokens seen.
+    ``multiple``; its vocab-wide buffers kept in ``loss_workspace`` until ``train`` returns);
+    ``batch_sampler`` set: the training batches come from it (best-fit token budgets) instead of a fixed batch
+    size. Packed batches' filler tokens (data/packing.py) are not counted as tokens seen.
     """
 
     def __init__(self, *args: Any, chunk: int | None = None, batch_sampler: Sampler | None = None,
@@ -75,6 +76,7 @@ class LossTokenTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.chunk = chunk
         self.multiple = multiple
+        self.loss_workspace = LossWorkspace()
         self.batch_sampler = batch_sampler
         self.model_accepts_loss_kwargs = True  # Trainer then counts loss tokens over all accumulated micro-batches
 
@@ -91,9 +93,15 @@ class LossTokenTrainer(Trainer):
         if self.chunk is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         with self.accelerator.autocast():  # the decoder is called directly, outside accelerate's wrapped forward
-            total, n = chunked_lm_loss_sum(model, inputs, self.chunk, self.multiple)
+            total, n = chunked_lm_loss_sum(model, inputs, self.chunk, self.multiple, self.loss_workspace)
         loss = total / (num_items_in_batch if num_items_in_batch is not None else max(n, 1))
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.loss_workspace.release()
 
     def get_train_dataloader(self) -> DataLoader:
         if self.batch_sampler is None:
