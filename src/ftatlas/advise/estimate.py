@@ -53,14 +53,14 @@ from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
-# What training adds to a CPU process regardless of the model (autograd engine and its threads, oneDNN kernel
-# caches, optimizer and Trainer state, the pages tcmalloc keeps in its caches): fitted as one constant over two
-# bench/advisor_accuracy.py runs (84 rows) on tcmalloc with pad_multiple 64, loss_chunk 256 and the peak from
-# VmHWM (75 rows within 15%). The misses are mostly LoRA-style methods on SmolLM2, whose RSS grows by ~45 MiB
-# with each new packed length until every length has been seen (constant lengths keep it flat from step 1).
-# glibc malloc keeps more, and a varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not
-# see such costs.
-RUNTIME_BYTES = {"cpu": 105 * 2**20, "cuda": 0}
+# What training adds to a CPU process beyond the modelled tensors (autograd engine and its threads, oneDNN kernel
+# caches, optimizer and Trainer state, pages tcmalloc keeps in its caches): a constant plus a part per decoder
+# layer, fitted on one bench/advisor_accuracy.py run (42 rows: SmolLM2-135M with 30 layers, tiny configs with 2 and
+# 4) on tcmalloc with pad_multiple 64, loss_chunk 256 and the chunked loss's buffers kept in a workspace, peak from
+# VmHWM (41 rows within 15%, median 4%); README's Accuracy table is a later run. glibc malloc keeps more, and a
+# varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 16 * 2**20, "cuda": 0}
+RUNTIME_BYTES_PER_LAYER = {"cpu": int(1.2 * 2**20), "cuda": 0}
 # Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 OPS_PER_LAYER = 40
@@ -311,28 +311,29 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     else:
         copies = 2 * max(grad_layers * arch.layer_linear_params, lay.trainable_linear_params)
     vh = arch.vocab * arch.hidden
-    if step.chunked_loss:
+    if step.chunked_loss:  # the head weight's cast per step; the workspace's two chunk-wide buffers all along
         c = min(step.loss_chunk, loss_rows)
-        loss_transient = vh * act + c * arch.vocab * (4 + act)
+        loss_transient = vh * act
+        loss_kept = c * arch.vocab * (4 + (act if act != 4 else 0))
         loss_saved = 2 * loss_rows * arch.hidden * 4 + (vh * 4 if lay.head_trains else 0)
         head_rows = loss_rows
     else:  # the model's own loss: bf16 logits, their fp32 upcast, log-softmax and its gradient
         loss_transient = tokens * arch.vocab * (act + 12)
-        loss_saved = 0
+        loss_saved = loss_kept = 0
         head_rows = tokens
     head_grad = vh * 4 if lay.head_trains else 0
     # The autocast cache is cleared when the forward (loss included) leaves autocast, before the backward, so
     # the cached casts never meet the weight gradients; the backward re-casts one block at a time when it
     # recomputes (checkpointing), and without checkpointing the casts saved for backward are freed as it goes.
-    forward = copies + activations + loss_saved + loss_transient
+    forward = copies + activations + loss_saved + loss_transient + loss_kept
     bwd_copies = copies if not checkpointing else (2 * arch.layer_linear_params if copies and grad_layers else 0)
-    backward = bwd_copies + max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved
+    backward = bwd_copies + max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved + loss_kept
     opt_temp = 2 * lay.largest_trainable * 4 if mem.trainable_params else 0
-    opt_step = mem.grad_bytes + opt_temp
+    opt_step = mem.grad_bytes + opt_temp + loss_kept
     base = _base_bytes(config, method, 4, mem)
     static = mem.frozen_bytes + mem.trainable_bytes + mem.optimizer_bytes
     static -= 2 * lay.frozen_linear_params if half else 0
-    runtime = RUNTIME_BYTES.get(step.device, 0)
+    runtime = RUNTIME_BYTES.get(step.device, 0) + arch.layers * RUNTIME_BYTES_PER_LAYER.get(step.device, 0)
     peak = static + max(forward, backward, opt_step) + runtime
     # work per token
     layer_fwd = 2 * arch.layer_linear_params + 2 * arch.q_dim * data.mean  # causal attention over ~s/2 keys, x2
@@ -343,7 +344,8 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         bwd += grad_layers * layer_fwd
     ops = arch.layers * OPS_PER_LAYER + grad_layers * 2 * OPS_PER_LAYER + lay.adapter_modules * OPS_PER_ADAPTER \
         + lay.trainable_tensors * OPS_PER_TENSOR_UPDATE
-    parts = {"activations": int(activations), "autocast_copies": int(copies), "loss": int(loss_saved + loss_transient),
+    parts = {"activations": int(activations), "autocast_copies": int(copies),
+             "loss": int(loss_saved + loss_transient + loss_kept),
              "optimizer_temp": int(opt_temp), "runtime": runtime}
     return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd),
                         elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops),

@@ -47,11 +47,11 @@ KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
 # Real training runs slower than the matmul ceiling (elementwise ops, casts, per-sequence attention, the Python
 # Trainer loop): (matmul slowdown, seconds of Trainer overhead per step, elementwise slowdown, loss slowdown),
 # fitted by non-negative least squares on relative error over one bench/advisor_accuracy.py run on this
-# project's 2-core AMX CPU with tcmalloc and train.pad_multiple 64 (42 rows: 14 methods x SmolLM2-135M, tiny-a,
-# tiny-b; bf16 autocast, 8 x 128 tokens; 41 rows within 30% in sample; the README's table is a later run, out of
-# sample). Step times of the same row varied by more than 15% between runs on this shared machine. CUDA:
-# assumed (the matmul at about half its rate), not yet measured.
-CALIBRATION = {"cpu": (1.072, 0.062, 4.615, 2.087), "cuda": (2.0, 0.01, 2.0, 4.0)}
+# project's 2-core AMX CPU with tcmalloc, train.pad_multiple 64 and the in-place chunked loss (42 rows: 14 methods
+# x SmolLM2-135M, tiny-a, tiny-b; bf16 autocast, 8 x 128 tokens; 42 rows within 30% in sample, 39 on the next
+# run; the README's table is a later run, out of sample). Step times of the same row varied by more than 15%
+# between runs on this shared machine. CUDA: assumed (the matmul at about half its rate), not yet measured.
+CALIBRATION = {"cpu": (1.111, 0.012, 6.063, 25.234), "cuda": (2.0, 0.01, 2.0, 4.0)}
 
 
 def cache_file() -> Path:
