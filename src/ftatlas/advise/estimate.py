@@ -48,7 +48,7 @@ from pydantic import BaseModel
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from ftatlas.data.packing import PAD_WIDTH
+from ftatlas.data.packing import PAD_WIDTH, round_up
 from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 
@@ -286,11 +286,11 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     # stands for DPO's padded pairs, and prompt-learning methods train on padded batches (width rounded to 8)
     packed = lay.packable and step.chunked_loss
     m = max(1, step.pad_multiple)
-    width = data.p90 if packed else -(-data.p90 // PAD_WIDTH) * PAD_WIDTH  # the largest micro-batches set the peak
+    width = data.p90 if packed else round_up(data.p90, PAD_WIDTH)  # the largest micro-batches set the peak
     loss_rows = max(1, round(step.batch_size * data.p90 * data.loss_share))
-    loss_rows = -(-loss_rows // m) * m if step.chunked_loss else loss_rows  # each chunk's rows rounded up
+    loss_rows = round_up(loss_rows, m) if step.chunked_loss else loss_rows  # each chunk's rows rounded up
     tokens = step.batch_size * width
-    tokens = -(-tokens // m) * m if packed else tokens
+    tokens = round_up(tokens, m) if packed else tokens
     if method in ("prompt", "ptuning"):  # virtual tokens enter every row (no loss on them)
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
     per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)

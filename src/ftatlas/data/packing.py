@@ -34,6 +34,11 @@ FILLER_KEY = "filler_tokens"  # not a model input: LossTokenTrainer takes it out
 PAD_WIDTH = 8  # unpacked (right-padded) batches round their width up to a multiple of this
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is >= ``n``."""
+    return -(-n // multiple) * multiple
+
+
 class PackedCollator:
     """``[{input_ids, labels}, ...]`` -> one row with per-sequence positions and varlen keywords, rounded up to
     a multiple of ``multiple`` tokens by a filler sequence of ``filler_id`` tokens."""

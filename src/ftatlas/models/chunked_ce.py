@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ftatlas.data.packing import round_up
 from ftatlas.data.templating import IGNORE
 
 
@@ -69,7 +70,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # Two vocab-wide buffers of ``chunk`` rows serve every chunk: the logits in the matmul dtype (then the
         # gradient cast back to it) and their fp32 copy, where the softmax is formed in place (logsumexp and
         # out-of-place ops would add a third and fourth vocab-wide temporary per chunk).
-        rows = -(-chunk // multiple) * multiple
+        rows = round_up(chunk, multiple)
         low, f32 = (workspace.buffers if workspace is not None else _allocate)(rows, w.shape[0], dtype,
                                                                                hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):

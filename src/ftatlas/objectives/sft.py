@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from ftatlas.data.packing import FILLER_KEY, PAD_WIDTH, BestFitBatchSampler, PackedCollator
+from ftatlas.data.packing import FILLER_KEY, PAD_WIDTH, BestFitBatchSampler, PackedCollator, round_up
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import LossWorkspace, chunked_lm_loss_sum, rewrites_inputs, split_lm
@@ -50,7 +50,7 @@ class PadCollator:
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         longest = max(len(b["input_ids"]) for b in batch)
-        width = -(-longest // self.multiple_of) * self.multiple_of  # round up: fewer distinct shapes
+        width = round_up(longest, self.multiple_of)  # fewer distinct shapes
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
