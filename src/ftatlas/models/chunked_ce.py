@@ -73,6 +73,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         rows = round_up(chunk, multiple)
         low, f32 = (workspace.buffers if workspace is not None else _allocate)(rows, w.shape[0], dtype,
                                                                                hidden.device)
+        upcast = f32 is not low  # fp32 matmuls use one buffer for both
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
                 h = hidden[s:s + chunk].detach().to(dtype)
@@ -83,7 +84,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 r = h.shape[0]
                 logits = torch.mm(h, w.T, out=low[:r])
                 z = f32[:r]
-                if z.data_ptr() != logits.data_ptr():
+                if upcast:
                     z.copy_(logits)
                 target_logit = z[:k].gather(1, t[:, None]).squeeze(1)
                 top = z.amax(dim=-1)
@@ -93,7 +94,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 z.div_(norm[:, None])
                 z[torch.arange(k, device=t.device), t] -= 1.0
                 z[k:] = 0.0  # the padding rows carry no loss
-                grad = logits.copy_(z) if z.data_ptr() != logits.data_ptr() else z
+                grad = logits.copy_(z) if upcast else z
                 grad_h[s:s + chunk] = (grad @ w)[:k].to(hidden.dtype)
                 if grad_w is not None:
                     grad_w.add_(grad.T @ h)  # accumulated in fp32 across chunks
