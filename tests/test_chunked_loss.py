@@ -8,6 +8,7 @@ from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuni
 
 from ftatlas.data.packing import PackedCollator
 from ftatlas.data.templating import IGNORE
+from ftatlas.models import chunked_ce
 from ftatlas.models.chunked_ce import (
     LossWorkspace,
     chunked_lm_loss_sum,
@@ -88,7 +89,7 @@ def test_padding_rows_reach_the_matmuls_rounded_up(monkeypatch):
         seen.append(a.shape[0])
         return real(a, b)
 
-    def spy_mm(a, b, **kw):
+    def spy_mm(a, b, **kw):  # the logits: rows x head slice
         seen.append(a.shape[0])
         return real_mm(a, b, **kw)
 
@@ -128,6 +129,37 @@ def test_chunks_share_two_vocab_wide_buffers(monkeypatch):
         torch.testing.assert_close(got, want, **tol)
         torch.testing.assert_close(h.grad, h2.grad, **tol)
         torch.testing.assert_close(w.grad, w2.grad, **tol)
+
+
+def test_head_is_cast_a_vocab_slice_at_a_time(monkeypatch):
+    """Under autocast the fp32 head is cast to bf16 in slices of about VOCAB_SLICE_BYTES (never whole); each
+    slice's logits land in the workspace buffer, and loss and gradients (input and a trained head's) equal the
+    one-slice computation."""
+    torch.manual_seed(0)
+    h = torch.randn(45, 8, requires_grad=True)
+    w = torch.randn(30, 8, requires_grad=True)
+    t = torch.randint(0, 30, (45,))
+    results, seen, real_mm = [], [], torch.mm
+
+    def spy_mm(a, b, **kw):  # (head rows cast, offset of the logits in the buffer)
+        seen.append((b.shape[1], kw["out"].data_ptr() - kw["out"].untyped_storage().data_ptr()))
+        return real_mm(a, b, **kw)
+
+    for rows_per_slice in (30, 7):  # 7-row slices: 7, 7, 7, 7, 2
+        monkeypatch.setattr(chunked_ce, "VOCAB_SLICE_BYTES", rows_per_slice * 8 * 2)
+        seen.clear()
+        monkeypatch.setattr(torch, "mm", spy_mm)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = linear_cross_entropy_sum(h, w, t, chunk=16, multiple=8)
+        monkeypatch.setattr(torch, "mm", real_mm)
+        loss.backward()
+        results.append((loss.detach(), h.grad, w.grad))
+        h.grad = w.grad = None
+        slices = 1 if rows_per_slice == 30 else 5
+        assert len(seen) == 3 * slices and max(n for n, _ in seen) == rows_per_slice
+    assert seen[:5] == [(7, 0), (7, 7 * 2), (7, 14 * 2), (7, 21 * 2), (2, 28 * 2)]  # columns of the bf16 buffer
+    for whole, sliced in zip(*results, strict=True):
+        torch.testing.assert_close(sliced, whole, rtol=1e-2, atol=1e-2)
 
 
 def test_workspace_keeps_its_buffers_between_calls(monkeypatch):

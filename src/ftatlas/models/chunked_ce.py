@@ -56,6 +56,17 @@ def _allocate(rows: int, vocab: int, dtype: torch.dtype, device: torch.device) -
     return low, low if dtype == torch.float32 else torch.empty(rows, vocab, dtype=torch.float32, device=device)
 
 
+# Rows of the LM head cast to the matmul dtype at a time: the head weight is never cast whole (SmolLM2's would be a
+# 54 MiB block allocated and freed every step, a 128k-vocab 4096-wide head's 1 GiB), only a slice of about this size.
+VOCAB_SLICE_BYTES = 8 * 2**20
+
+
+def vocab_slices(vocab: int, hidden: int, itemsize: int, whole: bool = False) -> list[tuple[int, int]]:
+    """(start, stop) rows of a ``vocab x hidden`` head, each about ``VOCAB_SLICE_BYTES`` (one slice if ``whole``)."""
+    step = vocab if whole else max(1, VOCAB_SLICE_BYTES // max(1, hidden * itemsize))
+    return [(a, min(a + step, vocab)) for a in range(0, vocab, step)]
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """sum_i CE(hidden_i @ weight.T, target_i); gradients computed chunk by chunk in the forward."""
 
@@ -63,16 +74,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
                 dtype: torch.dtype, multiple: int = 1, workspace: LossWorkspace | None = None) -> torch.Tensor:
         need_w = weight.requires_grad
-        w = weight.detach().to(dtype)
+        weight = weight.detach()
+        vocab, width = weight.shape
+        slices = vocab_slices(vocab, width, dtype.itemsize, whole=weight.dtype == dtype)
         grad_h = torch.empty_like(hidden)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         # Two vocab-wide buffers of ``chunk`` rows serve every chunk: the logits in the matmul dtype (then the
         # gradient cast back to it) and their fp32 copy, where the softmax is formed in place (logsumexp and
-        # out-of-place ops would add a third and fourth vocab-wide temporary per chunk).
+        # out-of-place ops would add a third and fourth vocab-wide temporary per chunk). The head is cast a slice
+        # of rows at a time, twice per chunk (logits, then input gradient), each slice's matmul writing straight
+        # into its columns of the buffer: slices are cheaper to cast than the whole head (no fresh block to fault in).
         rows = round_up(chunk, multiple)
-        low, f32 = (workspace.buffers if workspace is not None else _allocate)(rows, w.shape[0], dtype,
-                                                                               hidden.device)
+        low, f32 = (workspace.buffers if workspace is not None else _allocate)(rows, vocab, dtype, hidden.device)
         upcast = f32 is not low  # fp32 matmuls use one buffer for both
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
@@ -82,7 +96,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if k % multiple:  # zero rows up to the multiple: the matmuls see a shape seen before
                     h = torch.cat([h, h.new_zeros(-k % multiple, h.shape[1])])
                 r = h.shape[0]
-                logits = torch.mm(h, w.T, out=low[:r])
+                logits = low[:r]
+                for a, b in slices:
+                    torch.mm(h, weight[a:b].to(dtype).T, out=logits[:, a:b])
                 z = f32[:r]
                 if upcast:
                     z.copy_(logits)
@@ -95,9 +111,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 z[torch.arange(k, device=t.device), t] -= 1.0
                 z[k:] = 0.0  # the padding rows carry no loss
                 grad = logits.copy_(z) if upcast else z
-                grad_h[s:s + chunk] = (grad @ w)[:k].to(hidden.dtype)
-                if grad_w is not None:
-                    grad_w.add_(grad.T @ h)  # accumulated in fp32 across chunks
+                gh = torch.zeros(r, width, dtype=torch.float32, device=hidden.device)
+                for a, b in slices:
+                    gh.add_(grad[:, a:b] @ weight[a:b].to(dtype))  # summed in fp32 across slices
+                    if grad_w is not None:
+                        grad_w[a:b].add_(grad[:, a:b].T @ h)  # accumulated in fp32 across chunks
+                grad_h[s:s + chunk] = gh[:k].to(hidden.dtype)
         ctx.save_for_backward(grad_h, grad_w if grad_w is not None else torch.empty(0))
         ctx.need_w = need_w
         ctx.weight_dtype = weight.dtype
