@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from ftatlas.advise.advisor import advise, parse_duration, parse_size
 from ftatlas.advise.decision_map import EDGES, ENOUGH_ROWS, NODES, Facts, mermaid, walk
 from ftatlas.advise.estimate import (
+    BACKWARD_ADAPTER_ROWS,
+    BACKWARD_TEMP_ROWS,
     RUNTIME_BYTES,
     RUNTIME_BYTES_PER_LAYER,
     Arch,
@@ -131,6 +133,38 @@ def test_activations_follow_the_hand_formula(cfg):
     assert ckpt.parts["autocast_copies"] == 2 * (2 + 1) * arch.layer_linear_params
     top_ckpt = estimate_step(cfg, "freeze", data, StepSpec(batch_size=4, gradient_checkpointing=True), {"top_n": 1})
     assert top_ckpt.parts["autocast_copies"] == 2 * (1 + 1) * arch.layer_linear_params
+
+
+def test_peak_is_the_largest_phase_and_the_backward_counts_gradient_temporaries(cfg, monkeypatch):
+    """peak = weights and optimizer states + the largest of forward, backward and optimizer step + runtime; the
+    backward adds BACKWARD_TEMP_ROWS rows of tokens x (hidden + intermediate) fp32 and BACKWARD_ADAPTER_ROWS rows of
+    tokens x the inputs of a layer's LoRA-style modules."""
+    arch = Arch.from_config(cfg)
+    data = DataShape.from_lengths([64] * 10)
+    spec = StepSpec(batch_size=4, gradient_checkpointing=False)
+
+    def both(temp: float, adapter: float) -> list:
+        monkeypatch.setitem(BACKWARD_TEMP_ROWS, "cpu", temp)
+        monkeypatch.setitem(BACKWARD_ADAPTER_ROWS, "cpu", adapter)
+        return [estimate_step(cfg, m, data, spec) for m in ("lora", "full")]
+
+    (lora0, full0), (lora1, full1), (lora2, full2) = both(0, 0), both(50, 0), both(0, 3)
+    rows = lora0.tokens * 4
+    assert lora1.phases["backward"] - lora0.phases["backward"] == 50 * rows * (arch.hidden + arch.intermediate)
+    # LoRA on every linear: q, k, v, o, gate and up read hidden-wide inputs, down the intermediate
+    assert lora2.phases["backward"] - lora0.phases["backward"] == 3 * rows * (6 * arch.hidden + arch.intermediate)
+    assert full2.phases == full0.phases  # no LoRA-style modules
+    for est in (lora1, lora2):
+        assert (est.phases["forward"], est.phases["optimizer"]) == (lora0.phases["forward"], lora0.phases["optimizer"])
+    static = [est.peak_bytes - est.parts["runtime"] - max(est.phases.values()) for est in (lora0, lora1)]
+    m = lora0.params
+    assert static[0] == static[1] < m.frozen_bytes + m.trainable_bytes + m.optimizer_bytes  # frozen linears in bf16
+    for full in (full0, full1):  # nothing frozen: the weights, their AdamW states, then the step's largest phase
+        held = full.params.trainable_bytes + full.params.optimizer_bytes
+        assert full.peak_bytes == held + max(full.phases.values()) + full.parts["runtime"]
+    assert full0.peak_phase == "optimizer"  # gradients + AdamW temporaries of the largest tensor
+    assert lora0.peak_phase == "forward" and lora1.peak_phase == "backward"
+    assert lora1.peak_bytes - lora0.peak_bytes == lora1.phases["backward"] - lora0.phases["forward"] > 0
 
 
 def test_prompt_learning_is_padded_and_its_loss_chunked(cfg):

@@ -26,7 +26,8 @@ until the forward ends (``2`` bytes/param); without checkpointing, the casts of 
 layers are kept for backward. Peak = weights + optimizer states + the largest of the forward's end (autocast
 copies + activations + loss buffers), the backward (one block's casts while it is recomputed, or the saved
 casts without checkpointing, + the larger of activations and gradients + the tied head/embedding gradient
-formed with the loss) and the optimizer step (gradients and one parameter's temporaries).
+formed with the loss + the top block's gradient temporaries) and the optimizer step (gradients and one
+parameter's temporaries); ``StepEstimate.phases`` holds the three, ``peak_phase`` names the largest.
 
 Time: FLOPs per token = forward ``2N`` (N = matmul parameters of the layers + the LM head for loss rows)
 + causal attention ``2*L*hq*s``; backward ``2x`` forward through layers whose weights train, ``1x`` through
@@ -51,16 +52,23 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from ftatlas.data.packing import PAD_WIDTH, round_up
 from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
+from ftatlas.models.chunked_ce import vocab_slices
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
 # What training adds to a CPU process beyond the modelled tensors (autograd engine and its threads, oneDNN kernel
 # caches, optimizer and Trainer state, pages tcmalloc keeps in its caches): a constant plus a part per decoder
-# layer, fitted on one bench/advisor_accuracy.py run (42 rows: SmolLM2-135M with 30 layers, tiny configs with 2 and
-# 4) on tcmalloc with pad_multiple 64, loss_chunk 256 and the chunked loss's buffers kept in a workspace, peak from
-# VmHWM (41 rows within 15%, median 4%); README's Accuracy table is a later run. glibc malloc keeps more, and a
-# varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
-RUNTIME_BYTES = {"cpu": 16 * 2**20, "cuda": 0}
-RUNTIME_BYTES_PER_LAYER = {"cpu": int(1.2 * 2**20), "cuda": 0}
+# layer; and the backward's gradient temporaries: the top block's backward allocates them while nearly every saved
+# activation is still held, and the heap cannot place them in what the forward freed. They are counted as rows of
+# ``tokens x (hidden + intermediate)`` fp32, plus rows of ``tokens x`` the inputs of the LoRA-style modules of a
+# layer (their input gradients through the adapter path). Fitted together on one bench/advisor_accuracy.py run
+# (42 rows: SmolLM2-135M with 30 layers, tiny configs with 2 and 4; 39 within 15%, median 3%) on tcmalloc with
+# pad_multiple 64, loss_chunk 256, the loss buffers kept in a workspace and the head cast a slice at a time, peak
+# from VmHWM; README's Accuracy table is a later run. glibc malloc keeps more, and a varying amount
+# (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 18 * 2**20, "cuda": 0}
+RUNTIME_BYTES_PER_LAYER = {"cpu": 2**19, "cuda": 0}
+BACKWARD_TEMP_ROWS = {"cpu": 2.0, "cuda": 0.0}
+BACKWARD_ADAPTER_ROWS = {"cpu": 2.0, "cuda": 0.0}
 # Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 OPS_PER_LAYER = 40
@@ -171,6 +179,12 @@ class StepEstimate:
     elementwise_bytes_per_token: float = 0.0  # ops_per_step x one fp32 hidden-wide row each: norms, casts, adapters
     ops_per_step: int = 0  # tensor ops launched per step (forward, backward, optimizer)
     filler_tokens: float = 0.0  # mean filler a packed micro-batch is rounded up by (train.pad_multiple)
+    phases: dict[str, int] = field(default_factory=dict)  # bytes above the weights: forward, backward, optimizer
+
+    @property
+    def peak_phase(self) -> str:
+        """The step phase the peak falls in (``forward``, ``backward`` or ``optimizer``)."""
+        return max(self.phases, key=self.phases.get) if self.phases else "forward"
 
     @property
     def activation_bytes(self) -> int:
@@ -207,6 +221,7 @@ class _Layout:
     peft: bool = False
     frozen_linear_params: int = 0  # plain nn.Linear weights/biases that stay frozen (the LM head excluded)
     trainable_linear_params: int = 0  # nn.Linear weights that train (the LM head excluded): autocast caches casts
+    adapter_inputs: int = 0  # sum of in_features of LoRA-style modules per layer
 
 
 def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch) -> _Layout:
@@ -235,7 +250,7 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
             first = 0 if "embed" in name else first
     if method in PROMPT_LEARNING:
         first = 0  # virtual tokens enter below the first block
-    adapter = modules = 0
+    adapter = modules = inputs = 0
     dropout = getattr(params, "dropout", 0.0) or 0.0
     for mod in model.modules():
         ranks = getattr(mod, "r", None)
@@ -243,6 +258,7 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
         if isinstance(ranks, dict) and isinstance(base, nn.Linear) and ranks:
             r = next(iter(ranks.values()))
             adapter += r + (base.in_features if dropout > 0 else 0)
+            inputs += base.in_features
             modules += 1
     head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     frozen_linear = sum(p.numel() for mod in model.modules() if type(mod) is nn.Linear and mod is not head_module
@@ -251,7 +267,8 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
                            if isinstance(mod, nn.Linear) and mod is not head_module and mod.weight.requires_grad)
     packable = method not in PROMPT_LEARNING
     return _Layout(first, norms, len(weight_layers), head, packable, adapter // max(arch.layers, 1), largest,
-                   modules, tensors, hasattr(model, "peft_config"), frozen_linear, trainable_linear)
+                   modules, tensors, hasattr(model, "peft_config"), frozen_linear, trainable_linear,
+                   inputs // max(arch.layers, 1))
 
 
 def _base_bytes(config: PretrainedConfig, method: str, weight_bytes: int, mem: MemoryEstimate) -> int:
@@ -311,9 +328,10 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     else:
         copies = 2 * max(grad_layers * arch.layer_linear_params, lay.trainable_linear_params)
     vh = arch.vocab * arch.hidden
-    if step.chunked_loss:  # the head weight's cast per step; the workspace's two chunk-wide buffers all along
+    if step.chunked_loss:  # one vocab slice of the head cast at a time; the workspace's two buffers all along
         c = min(step.loss_chunk, loss_rows)
-        loss_transient = vh * act
+        first, stop = vocab_slices(arch.vocab, arch.hidden, act)[0] if act != 4 else (0, 0)
+        loss_transient = (stop - first) * arch.hidden * act
         loss_kept = c * arch.vocab * (4 + (act if act != 4 else 0))
         loss_saved = 2 * loss_rows * arch.hidden * 4 + (vh * 4 if lay.head_trains else 0)
         head_rows = loss_rows
@@ -327,7 +345,10 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     # recomputes (checkpointing), and without checkpointing the casts saved for backward are freed as it goes.
     forward = copies + activations + loss_saved + loss_transient + loss_kept
     bwd_copies = copies if not checkpointing else (2 * arch.layer_linear_params if copies and grad_layers else 0)
-    backward = bwd_copies + max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved + loss_kept
+    bwd_temp = (BACKWARD_TEMP_ROWS.get(step.device, 0.0) * (arch.hidden + arch.intermediate)
+                + BACKWARD_ADAPTER_ROWS.get(step.device, 0.0) * lay.adapter_inputs) * tokens * 4 if grad_layers else 0
+    backward = bwd_copies + max(activations, mem.grad_bytes - head_grad) + head_grad + loss_saved + loss_kept \
+        + bwd_temp
     opt_temp = 2 * lay.largest_trainable * 4 if mem.trainable_params else 0
     opt_step = mem.grad_bytes + opt_temp + loss_kept
     base = _base_bytes(config, method, 4, mem)
@@ -344,9 +365,10 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         bwd += grad_layers * layer_fwd
     ops = arch.layers * OPS_PER_LAYER + grad_layers * 2 * OPS_PER_LAYER + lay.adapter_modules * OPS_PER_ADAPTER \
         + lay.trainable_tensors * OPS_PER_TENSOR_UPDATE
+    phases = {"forward": int(forward), "backward": int(backward), "optimizer": int(opt_step)}
     parts = {"activations": int(activations), "autocast_copies": int(copies),
              "loss": int(loss_saved + loss_transient + loss_kept),
              "optimizer_temp": int(opt_temp), "runtime": runtime}
-    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd),
+    return StepEstimate(method, mem, tokens, base, parts, int(peak), float(fwd + bwd), phases=phases,
                         elementwise_bytes_per_token=float(ops * arch.hidden * 4), ops_per_step=int(ops),
                         filler_tokens=(m - 1) / 2 if packed else 0.0)

@@ -19,14 +19,14 @@ def table_rows(advice: Advice) -> list[dict[str, str]]:
         e = r.estimate
         if e is None:
             out.append({"method": r.method, "trainable": "-", "weights GB": "-", "grads+optim GB": "-",
-                        "activations GB": "-", "peak GB": "-", "epoch": "-", "fits": f"n/a: {r.note}"})
+                        "activations GB": "-", "peak GB": "-", "peak in": "-", "epoch": "-", "fits": f"n/a: {r.note}"})
             continue
         m = e.params
         row = {"method": r.method, "trainable": f"{m.trainable_params:,}",
                "weights GB": f"{(m.frozen_bytes + m.trainable_bytes) / 1e9:.2f}",
                "grads+optim GB": f"{(m.grad_bytes + m.optimizer_bytes) / 1e9:.2f}",
                "activations GB": f"{(e.parts['activations'] + e.parts['autocast_copies'] + e.parts['loss']) / 1e9:.2f}",
-               "peak GB": f"{e.peak_bytes / 1e9:.2f}", "epoch": _fmt_time(r.epoch_seconds),
+               "peak GB": f"{e.peak_bytes / 1e9:.2f}", "peak in": e.peak_phase, "epoch": _fmt_time(r.epoch_seconds),
                "fits": "yes" if r.fits else "no"}
         if r.measured:
             got = r.measured
