@@ -14,7 +14,7 @@ The dry runs preload the allocator the ``ftatlas`` command uses (``ftatlas.alloc
 vs ``StepEstimate.seconds_per_step`` at the measured tokens per step.
 Targets: |memory error| <= 15 %, |time error| <= 30 %.
 
-    flock /tmp/ftatlas-heavy.lock python bench/advisor_accuracy.py            # all methods, ~30 min on 2 cores
+    flock /tmp/ftatlas-heavy.lock python bench/advisor_accuracy.py            # all methods, ~28 min on 2 cores
     python bench/advisor_accuracy.py --models tiny-a --methods lora,full
 """
 
