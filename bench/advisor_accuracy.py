@@ -91,8 +91,8 @@ def row(model: str, source: str, method: str, data: Path, steps: int, batch: int
     out = {"model": model, "method": method}
     if any("error" in got for got in runs):
         return out | {"error": next(got["error"] for got in runs if "error" in got)}
-    # each run is a fresh process; the heap's layout, and so the peak, differs between them by up to ~50 MiB on
-    # SmolLM2: the median run is the measurement, the others are kept beside it
+    # each run is a fresh process whose heap, and so whose peak, differs from the others' (SmolLM2: by up to ~50 MiB
+    # while the whole LM head was cast each step, 2-8 MiB since): the median run is the measurement, the rest kept
     got = sorted(runs, key=lambda g: g["delta_bytes"])[len(runs) // 2]
     meas_s = statistics.median(g["step_seconds"] for g in runs)
     # re-measured (and cached) once per model, alone under the heavy-job lock
@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--tiny-steps", type=int, default=16, help="steps for the tiny configs (their 0.1-0.5 s steps "
                     "need more samples for a stable median on a shared machine)")
     ap.add_argument("--repeats", type=int, default=3, help="fresh-process runs per row on SmolLM2; the median is "
-                    "the measurement (its peak varies by up to ~50 MiB between processes)")
+                    "the measurement, the range is shown beside it")
     ap.add_argument("--tiny-repeats", type=int, default=1, help="runs per row on the tiny configs")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
