@@ -52,7 +52,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from ftatlas.data.packing import PAD_WIDTH, round_up
 from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
-from ftatlas.models.chunked_ce import vocab_slices
+from ftatlas.models.chunked_ce import vocab_slice_rows
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
 # What training adds to a CPU process beyond the modelled tensors (autograd engine and its threads, oneDNN kernel
@@ -330,9 +330,9 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     vh = arch.vocab * arch.hidden
     if step.chunked_loss:  # one vocab slice of the head cast at a time; the workspace's two buffers all along
         c = min(step.loss_chunk, loss_rows)
-        first, stop = vocab_slices(arch.vocab, arch.hidden, act)[0] if act != 4 else (0, 0)
-        loss_transient = (stop - first) * arch.hidden * act
-        loss_kept = c * arch.vocab * (4 + (act if act != 4 else 0))
+        cast = act != 4  # fp32 head, bf16 matmuls: cast a slice at a time, logits upcast into a second buffer
+        loss_transient = min(arch.vocab, vocab_slice_rows(arch.hidden, act)) * arch.hidden * act if cast else 0
+        loss_kept = c * arch.vocab * (4 + (act if cast else 0))
         loss_saved = 2 * loss_rows * arch.hidden * 4 + (vh * 4 if lay.head_trains else 0)
         head_rows = loss_rows
     else:  # the model's own loss: bf16 logits, their fp32 upcast, log-softmax and its gradient

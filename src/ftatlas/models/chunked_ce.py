@@ -61,9 +61,14 @@ def _allocate(rows: int, vocab: int, dtype: torch.dtype, device: torch.device) -
 VOCAB_SLICE_BYTES = 8 * 2**20
 
 
+def vocab_slice_rows(hidden: int, itemsize: int) -> int:
+    """Head rows per cast slice: about ``VOCAB_SLICE_BYTES`` of a ``hidden``-wide head in the matmul dtype."""
+    return max(1, VOCAB_SLICE_BYTES // max(1, hidden * itemsize))
+
+
 def vocab_slices(vocab: int, hidden: int, itemsize: int, whole: bool = False) -> list[tuple[int, int]]:
-    """(start, stop) rows of a ``vocab x hidden`` head, each about ``VOCAB_SLICE_BYTES`` (one slice if ``whole``)."""
-    step = vocab if whole else max(1, VOCAB_SLICE_BYTES // max(1, hidden * itemsize))
+    """(start, stop) rows of a ``vocab x hidden`` head, ``vocab_slice_rows`` each (one slice if ``whole``)."""
+    step = vocab if whole else vocab_slice_rows(hidden, itemsize)
     return [(a, min(a + step, vocab)) for a in range(0, vocab, step)]
 
 
