@@ -15,6 +15,8 @@ preload), or the path of a shared library to preload.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 from pathlib import Path
@@ -89,3 +91,23 @@ def reexec_argv() -> list[str] | None:
     if lib is None or active() == name_of(lib):
         return None
     return [sys.executable, "-m", "ftatlas.cli", *sys.argv[1:]]
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free pages to the OS: tcmalloc ``MallocExtension_ReleaseFreeMemory``, jemalloc's purge of
+    every arena, glibc ``malloc_trim(0)``. False where this process's allocator offers none."""
+    name = active()
+    try:
+        if name == "tcmalloc":
+            ctypes.CDLL(None).MallocExtension_ReleaseFreeMemory()
+        elif name == "jemalloc":
+            mallctl = ctypes.CDLL(None).mallctl
+            if mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0)) != 0:  # 4096: MALLCTL_ARENAS_ALL
+                return False
+        elif name == "glibc" and ctypes.util.find_library("c"):
+            ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+        else:
+            return False
+    except (OSError, AttributeError):  # symbol not exported (a build without the extension API, musl)
+        return False
+    return True

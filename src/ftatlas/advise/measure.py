@@ -7,9 +7,12 @@ Without the device at hand (``--device cuda`` on a CPU machine) it falls back to
 ``dry_run`` trains a recipe for a few optimizer steps in a fresh subprocess and reports:
 
 * ``delta_bytes``: peak memory during training minus the baseline taken right after the base model is
-  loaded and each weight read once (imports, tokenizer, data and the resident base weights are in the
-  baseline; the method's own weights, gradients, optimizer states, activations and loss buffers are in the
-  delta). CPU: resident set size sampled every 20 ms; CUDA: ``torch.cuda.max_memory_allocated``.
+  loaded, each weight read once and the heap's free pages returned to the OS (imports, tokenizer, data and
+  the resident base weights are in the baseline; the method's own weights, gradients, optimizer states,
+  activations and loss buffers are in the delta). Without the release, the ~30 MiB of free heap that loading
+  leaves behind (tcmalloc; the same on a 2-layer model as on SmolLM2) sat in the baseline and the first
+  allocations drew on it unseen, so every delta read ~30 MiB low. CPU: resident set size sampled every 20 ms
+  and the kernel's high-water mark; CUDA: ``torch.cuda.max_memory_allocated``.
 * ``step_seconds``: median wall time of the steps after the first (the first pays one-off setup).
 * ``tokens_per_s``: training tokens seen / training seconds.
 """
@@ -32,7 +35,7 @@ import torch
 from transformers import TrainerCallback
 
 from ftatlas.advise.estimate import Arch, Throughput
-from ftatlas.allocator import active, preload_env
+from ftatlas.allocator import active, preload_env, release_free_memory
 
 # bf16 dense matmul FLOP/s and memory bandwidth of common GPUs, for advice about a machine we are not on.
 KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
@@ -132,6 +135,7 @@ def _baseline(device: str) -> int:
     from ftatlas.measure import rss_bytes
 
     gc.collect()
+    release_free_memory()  # free heap left by loading would be a hidden credit the first allocations draw on
     if device == "cuda":
         torch.cuda.synchronize()
         return torch.cuda.memory_allocated()
