@@ -204,3 +204,16 @@ def test_prompt_learning_loss_and_grads_match_through_its_own_forward(tiny_model
     model = get_peft_model(tiny_model, config)
     assert rewrites_inputs(model) and split_lm(model) is not None
     assert_same_loss_and_grads(model, multiple=8)
+
+
+def test_prompt_learning_forward_stops_before_the_models_own_head(tiny_model):
+    """The model's LM head never runs in the chunked path: under autocast it would cast the whole head weight for
+    logits nobody reads (SmolLM2: a 54 MiB copy per step); the head's weight only enters through the chunked loss."""
+    model = get_peft_model(tiny_model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    calls = []
+    tiny_model.lm_head.register_forward_hook(lambda *_: calls.append(1))
+    total, n = chunked_lm_loss_sum(model, batch(), chunk=13)
+    total.backward()
+    assert calls == [] and n > 0 and torch.isfinite(total)
+    decoder, _head = split_lm(model)
+    assert not decoder._forward_hooks  # the stopping hook is removed again

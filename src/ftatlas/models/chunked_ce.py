@@ -200,15 +200,28 @@ def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 2
     return loss, int((targets != IGNORE).sum())
 
 
+class _DecoderDone(Exception):
+    """Raised by the decoder's forward hook to stop the model's forward before its LM head."""
+
+    def __init__(self, hidden: torch.Tensor) -> None:
+        super().__init__("decoder output captured")
+        self.hidden = hidden
+
+
 def _decoder_output(model: nn.Module, decoder: nn.Module, kwargs: dict[str, Any]) -> torch.Tensor:
-    """The decoder's last hidden state from the model's own forward (which adds the virtual tokens or KV
-    prefix), with the LM head applied to the last position only."""
-    seen: list[torch.Tensor] = []
-    hook = decoder.register_forward_hook(lambda _m, _i, out: seen.append(out.last_hidden_state))
+    """The decoder's last hidden state from the model's own forward (which adds the virtual tokens or KV prefix).
+
+    The forward is stopped as the decoder returns: the model's LM head never runs, so under autocast its weight
+    is not cast whole (SmolLM2: a 54 MiB bf16 copy for logits nobody reads)."""
+
+    def stop(_m: nn.Module, _i: Any, out: Any) -> None:
+        raise _DecoderDone(out.last_hidden_state)
+
+    hook = decoder.register_forward_hook(stop)
     try:
-        model(**kwargs, logits_to_keep=1)
+        model(**kwargs)
+    except _DecoderDone as done:
+        return done.hidden
     finally:
         hook.remove()
-    if len(seen) != 1:
-        raise ValueError(f"expected one decoder call in {type(model).__name__}'s forward, saw {len(seen)}")
-    return seen[0]
+    raise ValueError(f"{type(model).__name__}'s forward never called its decoder")
