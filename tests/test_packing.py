@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftatlas.data.packing import BestFitBatchSampler, PackedCollator, best_fit_batches
+from ftatlas.data.packing import PAD_WIDTH, BestFitBatchSampler, PackedCollator, best_fit_batches, padded_width
 from ftatlas.data.templating import IGNORE
 from ftatlas.models.packed_attention import NAME, PAD_ATTR, use_varlen_attention
 
@@ -112,3 +112,27 @@ def test_best_fit_sampler_reshuffles_each_epoch():
     first, second = list(sampler), list(sampler)
     assert len(first) == len(sampler) == 10
     assert sorted(map(sorted, first)) == sorted(map(sorted, second)) and first != second
+
+
+@pytest.mark.parametrize("longest, cap, width", [
+    (1, 64, 8), (40, 64, 40), (41, 64, 48), (100, 64, 112), (161, 64, 192), (181, 64, 192), (200, 64, 224),
+    (1000, 64, 1024), (1000, 16, 1008), (181, 1, 184),
+])
+def test_padded_width_is_a_few_shapes_per_doubling(longest, cap, width):
+    """Rounded up to a power of two <= longest / 4, between PAD_WIDTH and the cap (train.pad_multiple)."""
+    assert padded_width(longest, cap) == width
+
+
+def test_padded_widths_waste_at_most_a_quarter_and_repeat():
+    widths = {n: padded_width(n) for n in range(1, 2049)}
+    assert all(n <= w < n + max(PAD_WIDTH, n / 4) for n, w in widths.items())
+    assert len({widths[n] for n in range(161, 193)}) == 1  # rows of 161-192 tokens: one shape, not four
+    assert len(set(widths[n] for n in range(1025, 2049))) == 16  # the cap: 64-token steps
+
+
+def test_pad_collator_pads_to_the_padded_width(tokenizer):
+    from ftatlas.objectives.sft import PadCollator
+
+    batch = PadCollator(tokenizer, cap=64)([{"input_ids": [5] * n, "labels": [5] * n} for n in (170, 181)])
+    assert batch["input_ids"].shape == (2, 192)
+    assert batch["attention_mask"].sum().item() == 351 and (batch["labels"][1, 181:] == IGNORE).all()

@@ -92,7 +92,8 @@ class TrainSpec(Strict):
         "and the chunked loss's rows up to a multiple of this many tokens, so shapes repeat from step to step and "
         "shape-keyed kernels (oneDNN on CPU) are reused instead of rebuilt and cached anew: resident memory stops "
         "climbing after the first steps (the filler is extra work on short micro-batches, ~6% at ~700 tokens); "
-        "1 = off")
+        "1 = off. Padded batches (packing off, prompt-learning methods) round their width to a power of two of at "
+        "most a quarter of the longest row, capped by this")
     chunked_loss: bool = Field(
         True, description="sft: cross-entropy through the LM head in row chunks, never the full logits "
         "(prompt-learning methods included; falls back to the model's loss for a LoRA'd head)")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from ftatlas.data.packing import FILLER_KEY, PAD_WIDTH, BestFitBatchSampler, PackedCollator, round_up
+from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator, padded_width
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import LossWorkspace, chunked_lm_loss_sum, rewrites_inputs, split_lm
@@ -42,15 +42,14 @@ class EncodedDataset(Dataset):
 
 
 class PadCollator:
-    """Right-pad a batch to its longest row; padding never carries loss."""
+    """Right-pad a batch to its longest row, rounded up (``padded_width``); padding never carries loss."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, multiple_of: int = PAD_WIDTH) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, cap: int = 64) -> None:
         self.pad_id = tokenizer.pad_token_id
-        self.multiple_of = multiple_of
+        self.cap = cap
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        longest = max(len(b["input_ids"]) for b in batch)
-        width = round_up(longest, self.multiple_of)  # fewer distinct shapes
+        width = padded_width(max(len(b["input_ids"]) for b in batch), self.cap)  # few distinct shapes
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -143,7 +142,7 @@ class SFT(Objective):
             train_dataset=EncodedDataset(train),
             eval_dataset=EncodedDataset(held) if held else None,
             data_collator=PackedCollator(t.pad_multiple, ctx.tokenizer.pad_token_id) if packed
-            else PadCollator(ctx.tokenizer),
+            else PadCollator(ctx.tokenizer, t.pad_multiple),
             processing_class=ctx.tokenizer,
             callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim()],
             chunk=t.loss_chunk if t.chunked_loss and split_lm(ctx.model) is not None else None,
