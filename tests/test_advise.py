@@ -138,7 +138,7 @@ def test_activations_follow_the_hand_formula(cfg):
 def test_peak_is_the_largest_phase_and_the_backward_counts_gradient_temporaries(cfg, monkeypatch):
     """peak = weights and optimizer states + the largest of forward, backward and optimizer step + runtime; the
     backward adds BACKWARD_TEMP_ROWS rows of tokens x (hidden + intermediate) fp32 and BACKWARD_ADAPTER_ROWS rows of
-    tokens x the inputs of a layer's LoRA-style modules."""
+    tokens x the inputs of a layer's LoRA-style modules and the widths IA3 scales."""
     arch = Arch.from_config(cfg)
     data = DataShape.from_lengths([64] * 10)
     spec = StepSpec(batch_size=4, gradient_checkpointing=False)
@@ -146,14 +146,16 @@ def test_peak_is_the_largest_phase_and_the_backward_counts_gradient_temporaries(
     def both(temp: float, adapter: float) -> list:
         monkeypatch.setitem(BACKWARD_TEMP_ROWS, "cpu", temp)
         monkeypatch.setitem(BACKWARD_ADAPTER_ROWS, "cpu", adapter)
-        return [estimate_step(cfg, m, data, spec) for m in ("lora", "full")]
+        return [estimate_step(cfg, m, data, spec) for m in ("lora", "full", "ia3")]
 
-    (lora0, full0), (lora1, full1), (lora2, full2) = both(0, 0), both(50, 0), both(0, 3)
+    (lora0, full0, ia0), (lora1, full1, _), (lora2, full2, ia2) = both(0, 0), both(50, 0), both(0, 3)
     rows = lora0.tokens * 4
     assert lora1.phases["backward"] - lora0.phases["backward"] == 50 * rows * (arch.hidden + arch.intermediate)
     # LoRA on every linear: q, k, v, o, gate and up read hidden-wide inputs, down the intermediate
     assert lora2.phases["backward"] - lora0.phases["backward"] == 3 * rows * (6 * arch.hidden + arch.intermediate)
     assert full2.phases == full0.phases  # no LoRA-style modules
+    # IA3 (PEFT's Llama default): k and v scale their outputs, down_proj its intermediate-wide input
+    assert ia2.phases["backward"] - ia0.phases["backward"] == 3 * rows * (2 * arch.kv_dim + arch.intermediate)
     for est in (lora1, lora2):
         assert (est.phases["forward"], est.phases["optimizer"]) == (lora0.phases["forward"], lora0.phases["optimizer"])
     static = [est.peak_bytes - est.parts["runtime"] - max(est.phases.values()) for est in (lora0, lora1)]

@@ -13,7 +13,8 @@ of the fp32 residual stream; Llama-style block, SwiGLU MLP, grouped-query attent
 * two RMSNorms: the input of each (``r*h``), plus the normalised tensor when the norm weights train (``r*h``);
 * the autocast copy of each norm output fed to the projections (``a*h`` twice);
 * attention: q (``a*hq``), k and v (``a*kv`` each), the per-sequence outputs, their concatenation and the
-  o_proj input (``3*a*hq``) -> ``a*(4*hq + 2*kv)``;
+  o_proj input (``3*a*hq``) -> ``a*(4*hq + 2*kv)``; padded batches run one attention call over the batch, so
+  there is no concatenation: ``a*(3*hq + 2*kv)``;
 * MLP: gate, silu(gate), up and their product (``4*a*i``);
 * adapters: a LoRA-style module saves its dropout output (``a*in``, if dropout > 0) and its low-rank
   intermediate (``a*r``).
@@ -49,7 +50,7 @@ from pydantic import BaseModel
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from ftatlas.data.packing import PAD_WIDTH, round_up
+from ftatlas.data.packing import padded_width, round_up
 from ftatlas.methods import METHODS
 from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
 from ftatlas.models.chunked_ce import vocab_slice_rows
@@ -60,15 +61,16 @@ PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix
 # layer; and the backward's gradient temporaries: the top block's backward allocates them while nearly every saved
 # activation is still held, and the heap cannot place them in what the forward freed. They are counted as rows of
 # ``tokens x (hidden + intermediate)`` fp32, plus rows of ``tokens x`` the inputs of the LoRA-style modules of a
-# layer (their input gradients through the adapter path). Fitted together on one bench/advisor_accuracy.py run
-# (42 rows: SmolLM2-135M with 30 layers, tiny configs with 2 and 4; 39 within 15%, median 3%) on tcmalloc with
-# pad_multiple 64, loss_chunk 256, the loss buffers kept in a workspace and the head cast a slice at a time, peak
-# from VmHWM; README's Accuracy table is a later run. glibc malloc keeps more, and a varying amount
-# (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
-RUNTIME_BYTES = {"cpu": 18 * 2**20, "cuda": 0}
-RUNTIME_BYTES_PER_LAYER = {"cpu": 2**19, "cuda": 0}
-BACKWARD_TEMP_ROWS = {"cpu": 2.0, "cuda": 0.0}
-BACKWARD_ADAPTER_ROWS = {"cpu": 2.0, "cuda": 0.0}
+# layer (their input gradients through the adapter path) and the widths IA3 scales (its fp32 products). Fitted
+# together on three bench/advisor_accuracy.py runs (75 rows: SmolLM2-135M with 30 layers, tiny configs with 2 and
+# 4; all within 15%, median 3%, worst 11%) on tcmalloc with pad_multiple 64, loss_chunk 256, the loss buffers kept
+# in a workspace, the head cast a slice at a time and the baseline taken after the heap's free pages are returned
+# (advise/measure.py), peak from VmHWM; README's Accuracy table is a later run. glibc malloc keeps more, and a
+# varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
+RUNTIME_BYTES = {"cpu": 43 * 2**20, "cuda": 0}
+RUNTIME_BYTES_PER_LAYER = {"cpu": int(0.35 * 2**20), "cuda": 0}
+BACKWARD_TEMP_ROWS = {"cpu": 0.5, "cuda": 0.0}
+BACKWARD_ADAPTER_ROWS = {"cpu": 3.0, "cuda": 0.0}
 # Op counts for the elementwise term (Llama block forward: norms, projections, RoPE, attention, MLP, residuals;
 # backward about twice; a LoRA-style module adds dropout, two matmuls, scale and add; AdamW per tensor).
 OPS_PER_LAYER = 40
@@ -221,7 +223,7 @@ class _Layout:
     peft: bool = False
     frozen_linear_params: int = 0  # plain nn.Linear weights/biases that stay frozen (the LM head excluded)
     trainable_linear_params: int = 0  # nn.Linear weights that train (the LM head excluded): autocast caches casts
-    adapter_inputs: int = 0  # sum of in_features of LoRA-style modules per layer
+    adapter_inputs: int = 0  # per layer: in_features of LoRA-style modules, IA3's scaled widths
 
 
 def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch) -> _Layout:
@@ -260,6 +262,8 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
             adapter += r + (base.in_features if dropout > 0 else 0)
             inputs += base.in_features
             modules += 1
+        elif hasattr(mod, "ia3_l") and isinstance(base, nn.Linear):  # IA3 scales the input (MLP) or the output
+            inputs += base.in_features if getattr(mod, "is_feedforward", False) else base.out_features
     head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     frozen_linear = sum(p.numel() for mod in model.modules() if type(mod) is nn.Linear and mod is not head_module
                         for p in mod.parameters(recurse=False) if not p.requires_grad)
@@ -278,11 +282,12 @@ def _base_bytes(config: PretrainedConfig, method: str, weight_bytes: int, mem: M
     return estimate_memory(config, "none", weight_bytes=weight_bytes).frozen_bytes
 
 
-def activation_bytes_per_token_layer(arch: Arch, act: int, resid: int, norms_train: bool, adapter: int) -> int:
+def activation_bytes_per_token_layer(arch: Arch, act: int, resid: int, norms_train: bool, adapter: int,
+                                     packed: bool = True) -> int:
     """Bytes one block saves for backward per token (see the module docstring for each term)."""
     h, hq, kv, i = arch.hidden, arch.q_dim, arch.kv_dim, arch.intermediate
     norms = 2 * resid * h * (2 if norms_train else 1)
-    return norms + act * (2 * h + 4 * hq + 2 * kv + 4 * i + adapter)
+    return norms + act * (2 * h + (4 if packed else 3) * hq + 2 * kv + 4 * i + adapter)
 
 
 def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: StepSpec,
@@ -300,17 +305,19 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     # input gradients flow through every block, even a frozen lower stack (freeze), and each block is recomputed.
     grad_layers = arch.layers if checkpointing else arch.layers - lay.first_grad_layer
     # SFT packs (and rounds the row up by a filler) where it chunks the loss; the advisor's chunked_loss=False
-    # stands for DPO's padded pairs, and prompt-learning methods train on padded batches (width rounded to 8)
+    # stands for DPO's padded pairs, and prompt-learning methods train on padded batches (packing.padded_width)
     packed = lay.packable and step.chunked_loss
     m = max(1, step.pad_multiple)
-    width = data.p90 if packed else round_up(data.p90, PAD_WIDTH)  # the largest micro-batches set the peak
+    # the largest micro-batches set the peak: packed, p90-long rows; padded, the batch holding the longest row
+    width = data.p90 if packed else padded_width(data.max, m)
     loss_rows = max(1, round(step.batch_size * data.p90 * data.loss_share))
     loss_rows = round_up(loss_rows, m) if step.chunked_loss else loss_rows  # each chunk's rows rounded up
     tokens = step.batch_size * width
     tokens = round_up(tokens, m) if packed else tokens
     if method in ("prompt", "ptuning"):  # virtual tokens enter every row (no loss on them)
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
-    per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features)
+    per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features,
+                                                 packed)
     if checkpointing:
         activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
     else:
