@@ -7,7 +7,8 @@ in a fresh subprocess (``ftatlas.advise.measure.dry_run``), ``--repeats`` times 
 tiny configs): the measurement is the median run, the table shows the range beside it.
 
 Memory definition: measured = peak during ``trainer.train()`` minus the process baseline taken right after the
-base model is loaded (imports, data, tokenizer and base weights in the baseline); estimated = the advisor's
+base model is loaded and the heap's free pages are returned to the OS (imports, data, tokenizer and base
+weights in the baseline; free heap that loading left would hide the first ~30 MiB of training); estimated = the advisor's
 peak minus its own estimate of the loaded base weights. CPU: resident set size; CUDA: max allocated.
 The dry runs preload the allocator the ``ftatlas`` command uses (``ftatlas.allocator``: tcmalloc where installed;
 ``FTATLAS_ALLOCATOR=system`` measures glibc malloc instead). Time: median seconds of the steps after the first
