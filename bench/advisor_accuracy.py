@@ -8,8 +8,9 @@ tiny configs): the measurement is the median run, the table shows the range besi
 
 Memory definition: measured = peak during ``trainer.train()`` minus the process baseline taken right after the
 base model is loaded and the heap's free pages are returned to the OS (imports, data, tokenizer and base
-weights in the baseline; free heap that loading left would hide the first ~30 MiB of training); estimated = the advisor's
-peak minus its own estimate of the loaded base weights. CPU: resident set size; CUDA: max allocated.
+weights in the baseline; free heap that loading left would hide the first ~30 MiB of training); estimated =
+the advisor's peak minus its own estimate of the loaded base weights. CPU: resident set size; CUDA: max
+allocated.
 The dry runs preload the allocator the ``ftatlas`` command uses (``ftatlas.allocator``: tcmalloc where installed;
 ``FTATLAS_ALLOCATOR=system`` measures glibc malloc instead). Time: median seconds of the steps after the first
 vs ``StepEstimate.seconds_per_step`` at the measured tokens per step.
