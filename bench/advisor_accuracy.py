@@ -16,7 +16,7 @@ The dry runs preload the allocator the ``ftatlas`` command uses (``ftatlas.alloc
 vs ``StepEstimate.seconds_per_step`` at the measured tokens per step.
 Targets: |memory error| <= 15 %, |time error| <= 30 %.
 
-    flock /tmp/ftatlas-heavy.lock python bench/advisor_accuracy.py            # all methods, ~28 min on 2 cores
+    flock /tmp/ftatlas-heavy.lock python bench/advisor_accuracy.py            # all methods, ~38 min on 2 cores
     python bench/advisor_accuracy.py --models tiny-a --methods lora,full
 """
 
@@ -143,7 +143,8 @@ def main() -> None:
                     "need more samples for a stable median on a shared machine)")
     ap.add_argument("--repeats", type=int, default=3, help="fresh-process runs per row on SmolLM2; the median is "
                     "the measurement, the range is shown beside it")
-    ap.add_argument("--tiny-repeats", type=int, default=1, help="runs per row on the tiny configs")
+    ap.add_argument("--tiny-repeats", type=int, default=3, help="runs per row on the tiny configs (their step "
+                    "times moved by up to 27%% between single runs)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--precision", default="auto", help="train.precision: auto (default, what users get: bf16 "
