@@ -46,7 +46,7 @@ def padded_width(longest: int, cap: int = 64) -> int:
     (``train.pad_multiple``): four widths per doubling of length, at most a quarter of the row added. Widths that
     change by a few tokens from step to step make the heap split the blocks freed by a wider step for a narrower
     one, then take fresh blocks for the next wider one (SmolLM2, LN tuning on padded batches of 176-184 tokens
-    rounded to 8: peak +28 MiB over 4 steps against packed rows); rows of 160-181 tokens now share one width.
+    rounded to 8: peak +28 MiB over 4 steps against packed rows); rows of 161-192 tokens now share one width.
     """
     step = PAD_WIDTH
     while step * 2 <= min(longest / 4, cap):
