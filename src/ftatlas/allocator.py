@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ENV = "FTATLAS_ALLOCATOR"
@@ -93,6 +95,17 @@ def reexec_argv() -> list[str] | None:
     return [sys.executable, "-m", "ftatlas.cli", *sys.argv[1:]]
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None off Linux, or where no libc with it is found, as on musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):  # musl or no libc found: nothing to trim
+        return None
+
+
 def release_free_memory() -> bool:
     """Return the heap's free pages to the OS: tcmalloc ``MallocExtension_ReleaseFreeMemory``, jemalloc's purge of
     every arena, glibc ``malloc_trim(0)``. False where this process's allocator offers none."""
@@ -104,8 +117,8 @@ def release_free_memory() -> bool:
             mallctl = ctypes.CDLL(None).mallctl
             if mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0)) != 0:  # 4096: MALLCTL_ARENAS_ALL
                 return False
-        elif name == "glibc" and ctypes.util.find_library("c"):
-            ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+        elif name == "glibc" and _malloc_trim() is not None:
+            _malloc_trim()(0)
         else:
             return False
     except (OSError, AttributeError):  # symbol not exported (a build without the extension API, musl)

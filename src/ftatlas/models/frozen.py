@@ -10,15 +10,12 @@ the LM head are left alone so the residual stream stays fp32.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ftatlas.allocator import _malloc_trim
 
 
 def store_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
@@ -70,16 +67,6 @@ def release_file_pages(model: nn.Module) -> int:
                     copied += t.numel() * t.element_size()
     trim_heap()
     return copied
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):  # musl or no libc found: nothing to trim
-        return None
 
 
 def trim_heap() -> None:
