@@ -85,3 +85,11 @@ def write_recipes(out_dir: Path, recipes: list[tuple[str, str, dict[str, Any]]])
                         + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         written.append(Written(path, purpose, f"ftatlas train {path}"))
     return written
+
+
+def write_advice(advice: Any, out_dir: Path, model: str, data: str, goal: str, batch_size: int, max_length: int,
+                 device: str) -> list[Written]:
+    """Write the validated recipes that follow from an ``Advice`` (the advisor's chosen method) into ``out_dir``."""
+    index = "builtin:knowledge" if data == "knowledge" else str(out_dir / "index")
+    length = max_length if goal == "knowledge" else min(max_length, max(64, advice.data.shape.max))  # + passages
+    return write_recipes(out_dir, plan(goal, model, data, advice.method, {}, batch_size, length, index, device))

@@ -107,3 +107,28 @@ def estimate_memory(
         grad_bytes=trainable * 4,
         optimizer_bytes=trainable * OPTIMIZER_STATE_BYTES[optimizer],
     )
+
+
+def memory_table(model: str, optimizer: str = "adamw") -> list[dict[str, str]]:
+    """One display row per registered method: trainable params and weights/grads/optimizer GiB at defaults."""
+    from transformers import AutoConfig
+
+    from ftatlas.methods import METHODS
+    from ftatlas.models.loading import resolve_source
+
+    config = AutoConfig.from_pretrained(resolve_source(model))
+    rows = []
+    for name in METHODS:
+        try:
+            e = estimate_memory(config, name, optimizer=optimizer)
+        except ValueError as exc:  # e.g. bitfit on a bias-free model without add_bias
+            reason = str(exc).split(";")[0].removeprefix(f"method {name}: ")
+            rows.append({"method": name, "trainable params": "-", "frozen": "-", "trainable": "-",
+                         "grads": "-", "optimizer": "-", "total": f"n/a ({reason})"})
+            continue
+        g = e.as_gib()
+        rows.append({"method": name, "trainable params": f"{e.trainable_params:,}",
+                     **{k: f"{g[v]:.3f}" for k, v in (("frozen", "frozen"), ("trainable", "trainable"),
+                                                      ("grads", "grad"), ("optimizer", "optimizer"))},
+                     "total": f"{g['total']:.3f}"})
+    return rows
