@@ -45,7 +45,7 @@ def part(name: str) -> Callable:
 
 
 def _recipe(example: str, out: Path, name: str, *overrides: str):
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     return load_recipe(ROOT / "examples" / example, [f"output.dir={out}", f"output.name={name}",
                                                        "output.overwrite=true", *overrides])

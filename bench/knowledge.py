@@ -28,7 +28,7 @@ SETUPS = ["zero_shot", "few_shot", "rag", "lora", "lora_rag"]
 
 def run_one(setup: str, n_eval: int, out: Path) -> dict:
     from ftatlas.pipeline import train
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     recipe = load_recipe(ROOT / "examples" / "knowledge" / f"{setup}.yaml", [
         f"eval.max_examples={n_eval}", f"output.dir={out}", f"output.name={setup}", "output.overwrite=true"])

@@ -25,7 +25,7 @@ RESULTS = ROOT / "bench" / "results"
 def run_one(method: str, steps: int, n_eval: int, out: Path, extra: list[str]) -> dict:
     """Train + evaluate one method in this process; return its row."""
     from ftatlas.pipeline import train
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     recipe = load_recipe(ROOT / "examples" / f"{method}.yaml", [
         f"train.max_steps={steps}", "train.batch_size=8", "train.log_every=5", f"eval.max_examples={n_eval}",

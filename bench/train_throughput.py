@@ -111,7 +111,7 @@ def ftatlas_trainer(model, tok, convs: list, mode: str, a: argparse.Namespace, o
     from ftatlas.methods import METHODS
     from ftatlas.models.device import resolve_precision
     from ftatlas.objectives import OBJECTIVES, TrainContext
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
     from ftatlas.runs import RunDir
 
     method = {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.0} if mode == "lora" else {"name": "full"}

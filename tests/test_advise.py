@@ -27,7 +27,7 @@ from ftatlas.advise.recipes import plan, write_recipes
 from ftatlas.cli import app
 from ftatlas.methods import METHODS, count_params
 from ftatlas.models.loading import ModelLoadError
-from ftatlas.recipe import load_recipe
+from ftatlas.resolve import load_recipe
 from tests.conftest import tiny_config, write_jsonl
 
 ALL = frozenset({"full", "freeze", "lora", "qlora", "adapter", "prefix", "bitfit", "ia3", "lntuning"})

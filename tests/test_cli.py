@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ftatlas.cli import app
 from ftatlas.quickstart import quickstart_recipe
-from ftatlas.recipe import load_recipe
+from ftatlas.resolve import load_recipe
 from tests.conftest import tiny_recipe, write_jsonl
 
 runner = CliRunner()

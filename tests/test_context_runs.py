@@ -13,7 +13,8 @@ from ftatlas.chat import ChatSession
 from ftatlas.cli import app
 from ftatlas.context.retrieval.ingest import ingest
 from ftatlas.pipeline import train
-from ftatlas.recipe import DecodeSpec, RecipeError, build_recipe
+from ftatlas.recipe import DecodeSpec, RecipeError
+from ftatlas.resolve import build_recipe
 
 runner = CliRunner()
 

@@ -234,7 +234,7 @@ def test_recipe_eval_block_drives_train_and_re_eval(tiny_model_dir, tmp_path):
 
     from ftatlas.evaluate.api import evaluate_target
     from ftatlas.pipeline import train
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
 
     schema = tmp_path / "contact.schema.json"
     schema.write_text(json.dumps(SCHEMA))
@@ -255,7 +255,7 @@ def test_train_refuses_bad_eval_config_before_training(tiny_model_dir, tmp_path)
     from conftest import tiny_recipe
 
     from ftatlas.pipeline import train
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
 
     recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, eval={"metrics": ["json_schema"],
                                                                       "json_schema": str(tmp_path / "gone.json")}))

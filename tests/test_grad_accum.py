@@ -10,7 +10,8 @@ from ftatlas.methods import METHODS
 from ftatlas.models.accel import AcceleratorUnavailable
 from ftatlas.objectives import OBJECTIVES, TrainContext
 from ftatlas.pipeline import prepare
-from ftatlas.recipe import RecipeError, build_recipe
+from ftatlas.recipe import RecipeError
+from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe, write_jsonl
 
 

@@ -68,7 +68,7 @@ def test_harness_on_a_model_dir_matches_lm_eval(tiny_model_dir, task_dir, tmp_pa
 
 def test_harness_on_a_lora_run_uses_its_adapter_and_writes_into_the_run(tiny_model_dir, task_dir, tmp_path):
     from ftatlas.pipeline import train
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
 
     recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path / "runs", train={"max_steps": 2}))
     run = train(recipe).run.path
@@ -89,7 +89,7 @@ def test_harness_on_a_no_training_run_uses_its_template_and_says_context_is_not_
                                                                                          tmp_path):
     from ftatlas.models.templates import NAMED_TEMPLATES
     from ftatlas.pipeline import train
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
 
     recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path / "runs", method={"name": "none"},
                                       model={"template": "plain"}, context={"name": "few_shot", "k": 1}))

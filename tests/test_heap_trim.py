@@ -27,7 +27,7 @@ def test_trim_returns_freed_heap_pages():
 def test_sft_trainer_trims_after_each_step(tiny_model_dir, tmp_path, monkeypatch):
     from ftatlas.objectives import callbacks
     from ftatlas.pipeline import train
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
 
     calls = []
     monkeypatch.setattr(callbacks, "trim_heap", lambda: calls.append(1))

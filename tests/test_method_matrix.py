@@ -10,11 +10,13 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from ftatlas.methods import METHODS, count_params
+from ftatlas.export.merge import merge_run
+from ftatlas.methods import METHODS, PeftMethod, count_params
 from ftatlas.methods.memory import estimate_memory
 from ftatlas.methods.qlora import base_bytes
 from ftatlas.pipeline import train
-from ftatlas.recipe import build_recipe
+from ftatlas.recipe import dump_recipe
+from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
 
 # Settings that suit a 2-layer hidden-64 model; a method not listed is tested with its defaults.
@@ -93,14 +95,16 @@ def test_save_then_plain_reload_gives_identical_logits(name, tiny_model_dir, tmp
     torch.testing.assert_close(logits(reloaded), logits(model))
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_merge_matches_the_adapter_or_says_why_not(name, tiny_model_dir):
-    method, _, model = build(name, tiny_model_dir)
-    if method.merge_note is not None:
-        assert isinstance(model, PeftModel) and len(method.merge_note) > 20
-        return
-    if not isinstance(model, PeftModel) or name == "qlora":
-        return  # full-model methods merge trivially; qlora merges into the fp base (test_merge.py)
+# Mergeable adapters fold into the base here; full-model methods (full, freeze, bitfit) save model/ and have
+# nothing to merge, a quantized base merges into the fp base (test_merge.py), the rest refuse (below).
+MERGE_INTO_BASE = [n for n in ALL if METHODS.get(n).mergeable and issubclass(METHODS.get(n), PeftMethod)
+                   and not METHODS.get(n).quantized_base]
+UNMERGEABLE = [n for n in ALL if not METHODS.get(n).mergeable]
+
+
+@pytest.mark.parametrize("name", MERGE_INTO_BASE)
+def test_merge_matches_the_adapter(name, tiny_model_dir):
+    _, _, model = build(name, tiny_model_dir)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -108,6 +112,15 @@ def test_merge_matches_the_adapter_or_says_why_not(name, tiny_model_dir):
     before = logits(model)
     merged = model.merge_and_unload()
     torch.testing.assert_close(logits(merged), before, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", UNMERGEABLE)
+def test_merge_refuses_with_the_methods_reason(name, tiny_model_dir, tmp_path):
+    recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, method={"name": name, **TINY.get(name, {})}))
+    (tmp_path / "recipe.yaml").write_text(dump_recipe(recipe))
+    with pytest.raises(ValueError, match=f"method {name!r} cannot be merged: ") as err:
+        merge_run(tmp_path)
+    assert str(err.value).endswith(METHODS.get(name).merge_note)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -120,7 +133,7 @@ def test_memory_model_matches_counted_parameters(name, tiny_model_dir):
     assert est.trainable_params + est.frozen_params == counted.total
     assert est.grad_bytes == 4 * counted.trainable and est.optimizer_bytes == 8 * counted.trainable
     real_frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
-    if name == "qlora":  # constants (absmax) live outside the parameters: estimate is a bit above
+    if METHODS.get(name).quantized_base:  # constants (absmax) live outside the parameters: estimate is a bit above
         assert real_frozen <= est.frozen_bytes <= 1.15 * real_frozen
         assert base_bytes(fresh_base(name, tiny_model_dir)) < base_bytes(fresh_base("lora", tiny_model_dir))
     else:

@@ -16,7 +16,8 @@ from ftatlas.models.trained import load_run_or_model
 from ftatlas.objectives.callbacks import TrainingDiverged
 from ftatlas.objectives.ppo import ValueHead, completion_mask, gae, whiten
 from ftatlas.pipeline import train
-from ftatlas.recipe import DecodeSpec, build_recipe
+from ftatlas.recipe import DecodeSpec
+from ftatlas.resolve import build_recipe
 from ftatlas.rewards import RewardError, RewardSpec
 
 RECORDER = """

@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM
 from ftatlas.chat import ChatSession
 from ftatlas.evaluate.api import evaluate_target
 from ftatlas.pipeline import train
-from ftatlas.recipe import DecodeSpec, build_recipe
+from ftatlas.recipe import DecodeSpec
+from ftatlas.resolve import build_recipe
 from ftatlas.runs import RunDir, RunDirError
 from tests.conftest import tiny_recipe
 

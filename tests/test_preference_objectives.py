@@ -16,7 +16,8 @@ from ftatlas.models.trained import load_run_or_model
 from ftatlas.objectives.callbacks import TrainingDiverged
 from ftatlas.objectives.reward import load_reward_scorer
 from ftatlas.pipeline import train
-from ftatlas.recipe import RecipeError, build_recipe
+from ftatlas.recipe import RecipeError
+from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])

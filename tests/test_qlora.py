@@ -13,7 +13,7 @@ from ftatlas.methods import METHODS, count_params
 from ftatlas.methods.qlora import require_bitsandbytes
 from ftatlas.models.trained import load_run_or_model
 from ftatlas.pipeline import train
-from ftatlas.recipe import build_recipe
+from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])

@@ -6,15 +6,8 @@ import pytest
 
 from ftatlas.methods.freeze import FreezeParams
 from ftatlas.methods.lora import LoraParams
-from ftatlas.recipe import (
-    Recipe,
-    RecipeError,
-    build_recipe,
-    deep_merge,
-    dump_recipe,
-    load_recipe,
-    parse_overrides,
-)
+from ftatlas.recipe import Recipe, RecipeError, deep_merge, dump_recipe, parse_overrides
+from ftatlas.resolve import build_recipe, load_recipe
 
 MINIMAL = {"data": {"builtin": "contacts"}}
 

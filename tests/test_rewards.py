@@ -9,7 +9,8 @@ import pytest
 from ftatlas.data.errors import DataError
 from ftatlas.data.prompts import read_prompts
 from ftatlas.data.splits import load_splits
-from ftatlas.recipe import DataSpec, RecipeError, build_recipe
+from ftatlas.recipe import DataSpec, RecipeError
+from ftatlas.resolve import build_recipe
 from ftatlas.rewards import RewardError, RewardSpec, build_rewards
 from ftatlas.rewards.base import CheckedReward
 

@@ -18,14 +18,15 @@ from ftatlas.data.splits import Splits, load_splits
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
-from ftatlas.methods import METHODS, ParamCount, count_params
+from ftatlas.methods import ParamCount, count_params
 from ftatlas.methods.qlora import memory_note
 from ftatlas.models import Loaded, require_chat_template, resolve_device, resolve_precision
 from ftatlas.models.device import Precision
 from ftatlas.models.trained import load_recipe_base
-from ftatlas.objectives import OBJECTIVES, TrainContext
+from ftatlas.objectives import TrainContext
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
+from ftatlas.resolve import resolve
 from ftatlas.runs import RunDir, default_run_name
 
 console = Console(stderr=True)
@@ -47,13 +48,13 @@ class Session:
 
     @property
     def metrics(self) -> list[str]:
-        own = OBJECTIVES.get(self.recipe.objective.name).eval_metrics  # e.g. a reward model's pairwise accuracy
+        own = self.recipe.axes.objective.entry.eval_metrics  # e.g. a reward model's pairwise accuracy
         return own or self.recipe.eval.metrics or self.splits.default_metrics
 
 
 def prepare(recipe: Recipe, progress: bool = True) -> Session:
     """Validate everything cheap first (data, names), then create the run dir and load the model."""
-    objective = OBJECTIVES.get(recipe.objective.name)
+    objective = recipe.axes.objective.entry
     splits = load_splits(recipe.data, objective.data_kind)
     if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model: fail before training
         check_metrics(recipe.eval.metrics or splits.default_metrics, recipe.eval)
@@ -77,7 +78,7 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
 
 def with_normalized_context(recipe: Recipe) -> Recipe:
     params = recipe.context_params().model_dump(exclude_unset=True)
-    return recipe.model_copy(update={"context": AxisSpec(name=recipe.context.name, **params)})
+    return resolve(recipe.model_copy(update={"context": AxisSpec(name=recipe.context.name, **params)}))
 
 
 def setup_context(recipe: Recipe, tokenizer: Any, splits: Splits) -> Context | None:
@@ -85,11 +86,11 @@ def setup_context(recipe: Recipe, tokenizer: Any, splits: Splits) -> Context | N
     if recipe.context.name == "zero_shot" and not recipe.context.params():
         return None
     with console.status(f"preparing context {recipe.context.name} ..."):
-        chat_rows = splits.train if OBJECTIVES.get(recipe.objective.name).data_kind == "conversations" else []
+        chat_rows = splits.train if recipe.axes.objective.entry.data_kind == "conversations" else []
         ctx = build_context(recipe.context.name, recipe.context_params(), tokenizer, chat_rows)
     console.print(f"[bold]context[/] {recipe.context.name} {recipe.context.params()}")
-    if ctx.params.train and METHODS.get(recipe.method.name).trains:
-        if OBJECTIVES.get(recipe.objective.name).data_kind != "conversations":
+    if ctx.params.train and recipe.axes.method.entry.trains:
+        if recipe.axes.objective.entry.data_kind != "conversations":
             raise ValueError(f"context.train=true needs conversation data; objective {recipe.objective.name!r} "
                              "trains on another kind of row")
         splits.train = augment_conversations(ctx, splits.train)
@@ -100,7 +101,7 @@ def setup_context(recipe: Recipe, tokenizer: Any, splits: Splits) -> Context | N
 def evaluate(session: Session, model: torch.nn.Module | None = None, desc: str = "evaluating") -> dict:
     """Generate on the held-out split and score (or the objective's own evaluation, e.g. a reward model's
     pairwise accuracy); records wall time and peak memory."""
-    objective = OBJECTIVES.get(session.recipe.objective.name)()
+    objective = session.recipe.axes.objective.entry()
     with Measure(session.device) as m:
         own = objective.evaluate(model or session.loaded.model, session.loaded.tokenizer, session.splits.eval,
                                  session.recipe, progress=session.progress)
@@ -133,14 +134,14 @@ class FitResult:
 def fit(session: Session, resume: bool = False) -> FitResult:
     """Apply the method, build the objective's trainer, train, save weights into the run dir."""
     r = session.recipe
-    method = METHODS.get(r.method.name)()
+    method = r.axes.method.entry()
     if getattr(session.loaded.model, "is_loaded_in_4bit", False):
         session.results["quantization"] = memory_note(session.loaded.model)
         console.print(f"[bold]4-bit base[/] {session.results['quantization']}")
     model = method.apply(session.loaded.model, r.method_params())
     params = count_params(model)
     console.print(f"[bold]method[/] {r.method.name}: {params}")
-    objective = OBJECTIVES.get(r.objective.name)()
+    objective = r.axes.objective.entry()
     trainer = objective.build(TrainContext(r, model, session.loaded.tokenizer, session.splits.train,
                                            session.splits.eval, session.run, session.device,
                                            session.precision, session.progress))
@@ -163,7 +164,7 @@ def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_befo
     if eval_before:
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])
-    if not METHODS.get(recipe.method.name).trains:  # method none: the base model with its context
+    if not recipe.axes.method.entry.trains:  # method none: the base model with its context
         session.results["after"] = evaluate(session, desc=f"base model, context {recipe.context.name}")
         session.run.write_json("eval.json", session.results["after"])
         write_report(session)

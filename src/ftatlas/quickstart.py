@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ftatlas.recipe import Recipe, build_recipe
+from ftatlas.recipe import Recipe
+from ftatlas.resolve import build_recipe
 
 QUICKSTART = {
     "model": {"name": "smollm2-135m"},

@@ -1,20 +1,20 @@
 """The recipe: one YAML file (validated by pydantic) that drives a run, plus dotted key=value overrides.
 
-Validation is two-step for the axes: ``method.name`` picks a registered module, and the rest of the
-``method`` block is validated against that module's own ``Params`` (``extra="forbid"``), so LoRA
-fields cannot appear in a freeze run and every error names the field path.
+Validation is two-step for the axes. Here, step one: the structure, with each axis a name plus a free block.
+Step two is ``ftatlas.resolve``: ``method.name`` picks a registered module, the rest of the ``method`` block is
+validated against that module's own ``Params`` (``extra="forbid"``, so LoRA fields cannot appear in a freeze
+run), and the result is kept on the recipe (``Recipe.axes``). This module imports no axis: the axes import it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-
-from ftatlas.registry import UnknownNameError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -188,61 +188,47 @@ class Recipe(Strict):
     def _name_only(cls, v: Any) -> Any:
         return _axis_block(v)  # `method: lora` is short for `{name: lora}`; context also takes `mode:`
 
-    @field_validator("method", "objective", "context", mode="after")
-    @classmethod
-    def _check_axis(cls, spec: AxisSpec, info: ValidationInfo) -> AxisSpec:
-        """Step two: the name picks a registered module; the rest must fit that module's Params."""
-        from ftatlas.context import CONTEXTS
-        from ftatlas.methods import METHODS
-        from ftatlas.objectives import OBJECTIVES
+    _axes: ResolvedAxes | None = PrivateAttr(None)
 
-        axis = info.field_name
-        registry = {"method": METHODS, "objective": OBJECTIVES, "context": CONTEXTS}[axis]
-        try:
-            entry = registry.get(spec.name)
-        except UnknownNameError as e:
-            raise ValueError(str(e)) from None
-        try:
-            entry.Params(**spec.params())
-        except ValidationError as e:
-            raise ValueError(f"{axis} {spec.name!r}: {format_errors(e, prefix=axis, root=entry.Params)}") from None
-        return spec
-
-    @model_validator(mode="after")
-    def _cross_axis(self) -> Recipe:
-        """Combinations a method or objective cannot support stop here, before any model loads."""
-        from ftatlas.methods import METHODS
-        from ftatlas.objectives import OBJECTIVES
-
-        METHODS.get(self.method.name)().check_recipe(self.method_params(), self)
-        OBJECTIVES.get(self.objective.name)().check_recipe(self.objective_params(), self)
-        return self
+    @property
+    def axes(self) -> ResolvedAxes:
+        """Each axis' registered class and validated params, set by ``ftatlas.resolve.resolve``."""
+        if self._axes is None:
+            raise RecipeError("this recipe's axes are not resolved: build it with ftatlas.resolve.build_recipe or "
+                              "load_recipe (or pass it through ftatlas.resolve.resolve)")
+        return self._axes
 
     def method_params(self) -> BaseModel:
-        from ftatlas.methods import METHODS
+        return self.axes.method.params
 
-        return METHODS.get(self.method.name).Params(**self.method.params())
+    def objective_params(self) -> BaseModel:
+        return self.axes.objective.params
+
+    def context_params(self) -> BaseModel:
+        return self.axes.context.params
 
     def checkpointing(self) -> bool:
         """Whether training recomputes activations: ``train.gradient_checkpointing``, with ``auto`` resolved
         to on for every training method that allows it."""
-        from ftatlas.methods import METHODS
-
         if self.train.gradient_checkpointing != "auto":
             return bool(self.train.gradient_checkpointing)
-        method = METHODS.get(self.method.name)
+        method = self.axes.method.entry
         return method.trains and method.checkpointing
 
-    def objective_params(self) -> BaseModel:
-        from ftatlas.objectives import OBJECTIVES
 
-        return OBJECTIVES.get(self.objective.name).Params(**self.objective.params())
+@dataclass(frozen=True)
+class ResolvedAxis:
+    """One axis of a recipe: the class its name picked from the registry and its block validated by its Params."""
+
+    entry: Any  # the registered Method / Objective / Context subclass
+    params: BaseModel
 
 
-    def context_params(self) -> BaseModel:
-        from ftatlas.context import CONTEXTS
-
-        return CONTEXTS.get(self.context.name).Params(**self.context.params())
+@dataclass(frozen=True)
+class ResolvedAxes:
+    method: ResolvedAxis
+    objective: ResolvedAxis
+    context: ResolvedAxis
 
 
 class RecipeError(ValueError):
@@ -333,7 +319,8 @@ def _expand_axes(data: dict[str, Any], defaults: bool) -> dict[str, Any]:
     return out
 
 
-def build_recipe(data: dict[str, Any], overrides: list[str] | None = None, source: str = "recipe") -> Recipe:
+def recipe_data(data: dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
+    """The recipe mapping with the overrides merged in and each axis in its long form ``{name: ..., ...}``."""
     # Expand short forms on both sides first, so `method.r=8` on `method: lora` (or on no method block,
     # i.e. the default lora) adds a parameter instead of replacing the name.
     base = _expand_axes(data, defaults=True)
@@ -343,14 +330,20 @@ def build_recipe(data: dict[str, Any], overrides: list[str] | None = None, sourc
         new_name = block.get("name") if isinstance(block, dict) else None
         if new_name is not None and new_name != base[axis].get("name"):
             base[axis] = {}
-    merged = deep_merge(base, extra)
+    return deep_merge(base, extra)
+
+
+def parse_recipe(data: dict[str, Any], overrides: list[str] | None = None, source: str = "recipe") -> Recipe:
+    """Step one: the recipe's structure, with its axes' names and blocks unchecked (``ftatlas.resolve`` checks them)."""
+    merged = recipe_data(data, overrides)
     try:
         return Recipe.model_validate(merged)
     except ValidationError as e:
         raise RecipeError(f"{source}: invalid recipe\n{format_errors(e)}") from None
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML recipe file; a RecipeError for a missing file, bad YAML or a non-mapping."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
@@ -360,7 +353,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping (model:, data:, method:, ...)")
-    return build_recipe(data, overrides, source=str(path))
+    return data
 
 
 def dump_recipe(recipe: Recipe) -> str:

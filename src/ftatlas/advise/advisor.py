@@ -15,13 +15,12 @@ import torch
 from transformers import AutoConfig, PretrainedConfig
 
 from ftatlas import allocator
-from ftatlas.advise.decision_map import ENOUGH_ROWS, LEAF_METHODS, NODES, Facts, Walk, walk
+from ftatlas.advise.decision_map import NODES, Facts, Walk, leaf_methods, walk
 from ftatlas.advise.estimate import Arch, DataShape, StepEstimate, StepSpec, Throughput, estimate_step
 from ftatlas.methods import METHODS
 from ftatlas.models.loading import ModelLoadError, resolve_source
 
 HEADROOM = 0.9  # a method "fits" when its estimated peak is within 90% of the budget
-MIN_ROWS = {"full": ENOUGH_ROWS, "freeze": 200, "lora": 50, "qlora": 50}  # below: a warning about overfitting
 
 
 def load_config(model: str) -> PretrainedConfig:
@@ -34,10 +33,8 @@ def load_config(model: str) -> PretrainedConfig:
 
 
 def candidate_params(method: str, config: PretrainedConfig) -> dict[str, Any]:
-    """Method params the advisor uses: defaults, except BitFit on bias-free models adds zero biases."""
-    if method == "bitfit" and not getattr(config, "attention_bias", True) and not getattr(config, "mlp_bias", True):
-        return {"add_bias": True}
-    return {}
+    """Method params the advisor uses: the method's ``advice_params`` (e.g. BitFit adds biases to a bias-free model)."""
+    return METHODS.get(method)().advice_params(config)
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ def method_table(config: PretrainedConfig, data: DataShape, spec: StepSpec, budg
 
 def _choose(leaf: str, rows: list[Row]) -> str:
     fitting = {r.method for r in rows if r.fits}
-    options = [m for m in LEAF_METHODS[leaf] if m in fitting or m == "none"]
+    options = [m for m in leaf_methods(leaf) if m in fitting or not METHODS.get(m).trains]
     if options:
         return options[0]
     return "none"
@@ -200,10 +197,10 @@ def advise(model: str, data: str, goal: str, device: str = "auto", memory_gb: fl
                      "process runs on glibc malloc, whose retained heap measured 0-2x the estimated activations "
                      f"and loss buffers on top, varying run to run (install: {allocator.INSTALL_HINT})")
     if method == "none" and w.leaf not in ("M", "N"):
-        reasons.append(f"none of {', '.join(LEAF_METHODS[w.leaf])} fits in {budget:g} GB")
+        reasons.append(f"none of {', '.join(leaf_methods(w.leaf))} fits in {budget:g} GB")
     elif method != "none":
         r = next(r for r in rows if r.method == method)
-        reasons.append(f"{method} is the first of {', '.join(LEAF_METHODS[w.leaf])} that fits: "
+        reasons.append(f"{method} is the first of {', '.join(leaf_methods(w.leaf))} that fits: "
                        f"{r.estimate.peak_bytes / 1e9:.2f} GB estimated peak of {budget:g} GB")
     return Advice(goal, model, dev, budget, tp, facts, rows, w, method, reasons, notes, spec)
 
@@ -224,7 +221,7 @@ def _notes(goal: str, method: str, rows: list[Row], facts: DataFacts, budget: fl
     notes.append(f"tokens per request: a fine-tuned model is sent ~{facts.query_tokens_mean:.0f} prompt tokens; "
                  f"{k}-shot prompting sends ~{few + facts.query_tokens_mean:.0f} (saves ~{few:.0f} tokens, "
                  f"{few / max(facts.query_tokens_mean, 1):.1f}x the prompt, on every request)")
-    need = MIN_ROWS.get(method, 0)
+    need = METHODS.get(method).min_rows
     if method != "none" and facts.shape.rows < need:
         notes.append(f"{facts.shape.rows} training rows is little for {method} (we suggest >= {need}): "
                      "expect overfitting; prefer LoRA/BitFit with few epochs, or RAG/few-shot")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ftatlas.methods import METHODS
+
 ENOUGH_ROWS = 1000  # below this, full fine-tuning of every weight is likely to overfit
 LABEL_TOKENS = 4
 LABEL_CLASSES = 50
@@ -63,13 +65,19 @@ EDGES: list[tuple[str, str, str]] = [
     ("J", "L", "Нет"), ("L", "M", "Да"), ("L", "N", "Нет"), ("M", "O", ""), ("K", "O", ""), ("G", "O", ""),
 ]
 
-# What each leaf means in ftatlas's axes: methods (first = preferred when it fits) and context.
-LEAF_METHODS: dict[str, tuple[str, ...]] = {
-    "C": ("full",), "E": ("freeze",), "G": ("lora", "qlora", "adapter", "prefix"), "I": ("bitfit",),
-    "K": ("lora", "qlora", "full"), "M": ("none",), "N": ("none",),
-}
-PEFT = LEAF_METHODS["G"]
-BIAS_SIZED = ("bitfit", "lntuning", "ia3")
+
+
+def leaf_methods(leaf: str) -> tuple[str, ...]:
+    """What a leaf means in ftatlas's axes: the methods that declare it (``Method.decision_leaves``), first
+    choice first."""
+    leaves = {n: METHODS.get(n).decision_leaves for n in METHODS}
+    ranked = sorted((rank[leaf], n) for n, rank in leaves.items() if leaf in rank)
+    return tuple(n for _rank, n in ranked)
+
+
+def bias_sized_methods() -> tuple[str, ...]:
+    """Methods that train a vector-sized set per layer (``Method.bias_sized``): what node H asks about."""
+    return tuple(n for n in METHODS if METHODS.get(n).bias_sized)
 
 
 @dataclass(frozen=True)
@@ -122,21 +130,22 @@ def _answer(node: str, f: Facts) -> tuple[bool, str]:
     """Yes/no and the reason for question ``node``."""
     trains = f.goal != "knowledge"
     if node == "B":
-        ok = trains and "full" in f.fits and f.rows >= ENOUGH_ROWS
-        why = (f"full FT {'fits' if 'full' in f.fits else 'does not fit'} in {f.budget_gb:g} GB on {f.device}; "
+        full = any(m in f.fits for m in leaf_methods("C"))
+        ok = trains and full and f.rows >= ENOUGH_ROWS
+        why = (f"full FT {'fits' if full else 'does not fit'} in {f.budget_gb:g} GB on {f.device}; "
                f"{f.rows} rows ({'enough' if f.rows >= ENOUGH_ROWS else f'fewer than {ENOUGH_ROWS}'})")
         return ok, why + ("" if trains else "; the goal is knowledge, not new weights")
     if node == "D":
         labels = f.answer_p50 <= LABEL_TOKENS and 0 < f.distinct_answers <= LABEL_CLASSES
-        ok = f.goal == "task" and labels and "freeze" in f.fits
+        ok = f.goal == "task" and labels and any(m in f.fits for m in leaf_methods("E"))
         return ok, (f"goal {f.goal}; answers: median {f.answer_p50} tokens, {f.distinct_answers} distinct"
                     + (" (classifier-like labels)" if labels else ""))
     if node == "F":
-        peft = [m for m in PEFT if m in f.fits]
+        peft = [m for m in leaf_methods("G") if m in f.fits]
         ok = f.goal in ("task", "style") and bool(peft)
         return ok, f"goal {f.goal}; PEFT that fits: {', '.join(peft) or 'none'}"
     if node == "H":
-        small = [m for m in BIAS_SIZED if m in f.fits]
+        small = [m for m in bias_sized_methods() if m in f.fits]
         ok = f.goal in ("task", "style") and bool(small)
         return ok, f"goal {f.goal}; bias-sized methods that fit: {', '.join(small) or 'none'}"
     if node == "J":

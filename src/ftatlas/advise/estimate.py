@@ -52,10 +52,9 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from ftatlas.data.packing import padded_width, round_up
 from ftatlas.methods import METHODS
-from ftatlas.methods.memory import MemoryEstimate, _meta_safe, estimate_memory
+from ftatlas.methods.memory import MemoryEstimate, _meta_safe, base_weight_bytes, estimate_memory
 from ftatlas.models.chunked_ce import vocab_slice_rows
 
-PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # padded batches: a KV prefix would span a packed row
 # What training adds to a CPU process beyond the modelled tensors (autograd engine and its threads, oneDNN kernel
 # caches, optimizer and Trainer state, pages tcmalloc keeps in its caches): a constant plus a part per decoder
 # layer; and the backward's gradient temporaries: the top block's backward allocates them while nearly every saved
@@ -229,8 +228,8 @@ class _Layout:
 def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch) -> _Layout:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    entry = METHODS.get("lora" if method == "qlora" else method)
-    model = entry().apply(model, _meta_safe(params))
+    entry = METHODS.get(method)
+    model = entry().apply_on_meta(model, _meta_safe(params))
     first = arch.layers
     norms = head = False
     weight_layers: set[int] = set()
@@ -250,7 +249,7 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
         elif ("embed" in name or "lm_head" in name) and "prompt_encoder" not in name:  # not a virtual-token table
             head = head or p.dim() == 2
             first = 0 if "embed" in name else first
-    if method in PROMPT_LEARNING:
+    if entry.prompt_learning:
         first = 0  # virtual tokens enter below the first block
     adapter = modules = inputs = 0
     dropout = getattr(params, "dropout", 0.0) or 0.0
@@ -269,17 +268,18 @@ def _layout(config: PretrainedConfig, method: str, params: BaseModel, arch: Arch
                         for p in mod.parameters(recurse=False) if not p.requires_grad)
     trainable_linear = sum(mod.weight.numel() for mod in model.modules()
                            if isinstance(mod, nn.Linear) and mod is not head_module and mod.weight.requires_grad)
-    packable = method not in PROMPT_LEARNING
+    packable = entry.supports_packing  # else padded batches
     return _Layout(first, norms, len(weight_layers), head, packable, adapter // max(arch.layers, 1), largest,
                    modules, tensors, hasattr(model, "peft_config"), frozen_linear, trainable_linear,
                    inputs // max(arch.layers, 1))
 
 
 def _base_bytes(config: PretrainedConfig, method: str, weight_bytes: int, mem: MemoryEstimate) -> int:
-    """Bytes of the base model as the method loads it: 4-bit linears for qlora, else every weight at weight_bytes."""
-    if method == "qlora":
+    """Bytes of the base model as the method loads it: 4-bit linears for a quantized base (qlora), else every
+    weight at weight_bytes."""
+    if METHODS.get(method).quantized_base:
         return mem.frozen_bytes
-    return estimate_memory(config, "none", weight_bytes=weight_bytes).frozen_bytes
+    return base_weight_bytes(config, weight_bytes)
 
 
 def activation_bytes_per_token_layer(arch: Arch, act: int, resid: int, norms_train: bool, adapter: int,
@@ -314,7 +314,7 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
     loss_rows = round_up(loss_rows, m) if step.chunked_loss else loss_rows  # each chunk's rows rounded up
     tokens = step.batch_size * width
     tokens = round_up(tokens, m) if packed else tokens
-    if method in ("prompt", "ptuning"):  # virtual tokens enter every row (no loss on them)
+    if entry.prepends_tokens:  # virtual tokens enter every row (no loss on them)
         tokens += step.batch_size * int(getattr(p, "num_virtual_tokens", 0) or 0)
     per_layer = activation_bytes_per_token_layer(arch, act, resid, lay.norms_train, lay.adapter_in_features,
                                                  packed)
@@ -322,11 +322,11 @@ def estimate_step(config: PretrainedConfig, method: str, data: DataShape, step: 
         activations = tokens * (grad_layers * resid * arch.hidden + (per_layer if grad_layers else 0))
     else:
         activations = tokens * grad_layers * per_layer
-    half = step.autocast and step.frozen_half and lay.peft and method != "qlora"  # models/frozen.py
+    half = step.autocast and step.frozen_half and lay.peft and not entry.quantized_base  # models/frozen.py
     # Autocast caches the bf16 cast of every trainable linear weight until the forward ends; without
     # checkpointing, the casts of every linear that gradients flow through are saved for backward as well; with
     # it, one block's casts live while that block is recomputed.
-    if not step.autocast or method == "qlora":
+    if not step.autocast or entry.quantized_base:
         copies = 0
     elif half:  # frozen linears already hold the bf16 values: stored at 2 bytes, nothing re-cast per forward
         copies = 2 * lay.trainable_linear_params

@@ -153,10 +153,9 @@ def _baseline(device: str) -> int:
 def run_steps(recipe_data: dict[str, Any]) -> dict[str, Any]:
     """Train ``recipe_data`` for its ``train.max_steps`` in this process; memory delta and step times."""
     from ftatlas.measure import Measure
-    from ftatlas.methods import METHODS
-    from ftatlas.objectives import OBJECTIVES, TrainContext
+    from ftatlas.objectives import TrainContext
     from ftatlas.pipeline import prepare
-    from ftatlas.recipe import build_recipe
+    from ftatlas.resolve import build_recipe
 
     recipe = build_recipe(recipe_data, source="dry run")
     session = prepare(recipe, progress=False)
@@ -164,8 +163,8 @@ def run_steps(recipe_data: dict[str, Any]) -> dict[str, Any]:
         for p in session.loaded.model.parameters():
             p.sum()
     base = _baseline(session.device)
-    model = METHODS.get(recipe.method.name)().apply(session.loaded.model, recipe.method_params())
-    objective = OBJECTIVES.get(recipe.objective.name)()
+    model = recipe.axes.method.entry().apply(session.loaded.model, recipe.method_params())
+    objective = recipe.axes.objective.entry()
     trainer = objective.build(TrainContext(recipe, model, session.loaded.tokenizer, session.splits.train,
                                            session.splits.eval, session.run, session.device, session.precision,
                                            False))

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ftatlas.recipe import build_recipe
+from ftatlas.resolve import build_recipe
 
 
 @dataclass

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ftatlas.recipe import Recipe, build_recipe, deep_merge, dump_recipe
+from ftatlas.recipe import Recipe, deep_merge, dump_recipe
+from ftatlas.resolve import build_recipe
 
 CELL_KEYS = ("method", "objective", "context", "train", "eval", "data")
 

@@ -62,7 +62,7 @@ def config_validate(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override key=value")] = None,
 ) -> None:
     """Validate recipes without loading any model."""
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     for f in files:
         try:

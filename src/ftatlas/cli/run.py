@@ -36,8 +36,8 @@ def train_cmd(
 ) -> None:
     """Train from a recipe; writes weights, metrics.jsonl, eval.json and report.md into the run dir."""
     from ftatlas.pipeline import train
-    from ftatlas.recipe import load_recipe
     from ftatlas.report import comparison_rows, rich_table
+    from ftatlas.resolve import load_recipe
 
     try:
         recipe = load_recipe(recipe_file, overrides)

@@ -14,7 +14,6 @@ from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure
 from ftatlas.models.device import resolve_precision
 from ftatlas.models.trained import load_run_or_model
-from ftatlas.objectives import OBJECTIVES
 from ftatlas.recipe import DecodeSpec, EvalSpec
 from ftatlas.runs import atomic_write
 
@@ -26,11 +25,11 @@ def objective_evaluation(target: str, data: str | None, max_examples: int | None
     """A run whose objective has its own evaluation (``Objective.eval_metrics``): its held-out split, or
     ``data`` read as that objective's rows. None for every other target."""
     from ftatlas.data.splits import read_rows
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     if not (Path(target) / "recipe.yaml").is_file():
         return None
-    objective = OBJECTIVES.get(load_recipe(Path(target) / "recipe.yaml").objective.name)
+    objective = load_recipe(Path(target) / "recipe.yaml").axes.objective.entry
     if not objective.eval_metrics:
         return None
     kind = objective.data_kind
@@ -51,7 +50,7 @@ def objective_evaluation(target: str, data: str | None, max_examples: int | None
 
 def _saved_eval(target: str) -> EvalSpec | None:
     """A run's own ``eval:`` block (its schema, reward model, judge), read without loading the model."""
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     recipe_file = Path(target) / "recipe.yaml"
     return load_recipe(recipe_file).eval if recipe_file.is_file() else None
@@ -95,7 +94,7 @@ def evaluate_target(
     if data is None:
         if recipe is None:
             raise ValueError(f"{target} is a model, not a run directory: pass --data FILE to evaluate it")
-        objective = OBJECTIVES.get(recipe.objective.name)()
+        objective = recipe.axes.objective.entry()
         splits = load_splits(recipe.data, objective.data_kind)  # e.g. pairs: scored against `chosen`
         rows = objective.eval_rows(splits.eval)
         metrics = metrics or recipe.eval.metrics or splits.default_metrics

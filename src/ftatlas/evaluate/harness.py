@@ -48,13 +48,11 @@ def harness_model(target: str) -> HarnessModel:
     if not (Path(target) / "recipe.yaml").is_file():
         source = resolve_source(target)
         return HarnessModel(source, load_tokenizer(source))
-    from ftatlas.methods import METHODS
-    from ftatlas.objectives import OBJECTIVES
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
 
     run = RunDir.open(target)
     recipe = load_recipe(run.recipe_file)
-    if OBJECTIVES.get(recipe.objective.name).head != "causal_lm":
+    if recipe.axes.objective.entry.head != "causal_lm":
         raise HarnessError(f"{target}: objective {recipe.objective.name} trains a scoring head, not a language "
                            "model; lm-eval tasks need a causal LM")
     dtype = "float32" if recipe.model.dtype == "auto" else recipe.model.dtype
@@ -62,10 +60,11 @@ def harness_model(target: str) -> HarnessModel:
     notes = []
     if recipe.context.name != "zero_shot":
         notes.append(f"lm-eval scores the model alone: the run's {recipe.context.name} context is not applied")
-    if not METHODS.get(recipe.method.name).trains:
+    method = recipe.axes.method.entry
+    if not method.trains:
         return HarnessModel(base, load_tokenizer(base, recipe.model.template), None, dtype, run, notes)
     weights = run.weights_dir()
-    if recipe.method.name == "qlora":
+    if method.quantized_base:
         notes.append("the adapter is applied to the unquantised base (lm-eval loads the base itself)")
     if weights == run.adapter_dir:
         return HarnessModel(base, load_tokenizer(str(weights)), str(weights), dtype, run, notes)

@@ -18,11 +18,9 @@ from peft import PeftModel
 
 from ftatlas.data.splits import load_splits
 from ftatlas.data.templating import render_prompt
-from ftatlas.methods import METHODS
 from ftatlas.models.loading import load_model, load_tokenizer
 from ftatlas.models.trained import load_recipe_base
-from ftatlas.objectives import OBJECTIVES
-from ftatlas.recipe import load_recipe
+from ftatlas.resolve import load_recipe
 from ftatlas.runs import RunDir
 
 # fp32 merge: differences are float rounding, which grows with depth and logit size, so the bound is
@@ -48,15 +46,15 @@ def _logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 def merge_run(run_dir: str | Path, out: str | Path | None = None, n_prompts: int = 8) -> MergeResult:
     run = RunDir.open(run_dir)
     recipe = load_recipe(run.recipe_file)
-    method = METHODS.get(recipe.method.name)()
-    if method.merge_note:
+    method = recipe.axes.method.entry
+    if not method.mergeable:
         raise ValueError(f"method {recipe.method.name!r} cannot be merged: {method.merge_note}")
     weights = run.weights_dir()
     if weights == run.model_dir:
         raise ValueError(f"method {recipe.method.name!r} already saved a full model at {weights}; "
                          "load it with AutoModelForCausalLM.from_pretrained — there is nothing to merge")
     tok = load_tokenizer(str(weights))
-    objective = OBJECTIVES.get(recipe.objective.name)
+    objective = recipe.axes.objective.entry
     splits = load_splits(recipe.data, objective.data_kind)  # e.g. preference pairs for a dpo run
     rows = (splits.eval or splits.train)[:n_prompts]
     texts = [render_prompt(tok, r.prompt_and_reference()[0]) for r in rows]
@@ -70,7 +68,7 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, n_prompts: int
     diff = (before - _logits(merged, batch)).abs().max().item()
 
     vs_4bit = None
-    if recipe.method.name == "qlora":
+    if method.quantized_base:
         q = load_recipe_base(recipe, "cpu")
         q_adapted = PeftModel.from_pretrained(q.model, str(weights)).eval()
         vs_4bit = (before - _logits(q_adapted, batch)).abs().max().item()

@@ -32,6 +32,9 @@ class Adapter(PeftMethod):
     merge_note = ("LLaMA-Adapter adds a separate gated attention over learned prompts at run time; "
                   "there is no weight delta to fold into the base")
     Params = AdapterParams
+    score_head = False  # its gated prompts live in the causal-LM forward
+    per_token_logits = False  # peft AdaptionPrompt gives no fused LM-head output for TRL to read log-probs from
+    decision_leaves = {"G": 2}
 
     def peft_config(self, params: AdapterParams, model: nn.Module) -> AdaptionPromptConfig:
         model_type = getattr(getattr(model, "config", None), "model_type", None)

@@ -12,6 +12,7 @@ and prompt/p-tuning re-inserted their virtual tokens before every new token.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,11 @@ class NoParams(BaseModel):
 
 
 class Method:
-    """Base class; subclasses set ``Params`` and implement ``apply``."""
+    """Base class; subclasses set ``Params`` and implement ``apply``.
+
+    The class attributes below say what the method is; the rest of ftatlas (advisor, estimates, objectives,
+    merge, harness) reads them and never a method's name, so a new method is one module and no other edit.
+    """
 
     name: str = ""
     Params: type[BaseModel] = NoParams
@@ -35,10 +40,34 @@ class Method:
     merge_note: str | None = None  # None: merge is possible (trivially so for methods that save model/)
     trains: bool = True  # False only for ``none``: the run evaluates the base model with its context
     checkpointing: bool = True  # False where checkpointing cannot work (prefix): what gradient_checkpointing=auto uses
+    prompt_learning: bool = False  # peft's forward adds virtual tokens or a KV prefix (prefix, prompt, ptuning)
+    prepends_tokens: bool = False  # ``num_virtual_tokens`` enter every input row, so labels no longer line up
+    quantized_base: bool = False  # the base is loaded quantized (``load_options``); a meta model cannot be
+    score_head: bool = True  # False: its forward is wired to the causal-LM head, not a reward model's score head
+    per_token_logits: bool = True  # False: its forward gives TRL's trainers no per-token log-probs (LLaMA-Adapter)
+    bias_sized: bool = False  # trains a vector-sized set per layer (biases, norms, scales): the map's node H
+    decision_leaves: Mapping[str, int] = {}  # leaves of the seeds' decision map it realises -> rank (0 = first choice)
+    min_rows: int = 0  # fewer training rows than this: the advisor warns about overfitting
+    mergeable: bool = True  # derived from merge_note in every subclass
+    supports_packing: bool = True  # subclasses: not prompt_learning unless set (a KV prefix would span packed rows)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.mergeable = cls.merge_note is None
+        if "supports_packing" not in cls.__dict__:
+            cls.supports_packing = not cls.prompt_learning
 
     def load_options(self, params: BaseModel, device: str) -> dict[str, Any]:
         """Extra kwargs for ``from_pretrained`` when loading the base for this method."""
         return {}
+
+    def advice_params(self, config: Any) -> dict[str, Any]:
+        """Params the advisor estimates this method with on a model of ``config`` (default: the defaults)."""
+        return {}
+
+    def apply_on_meta(self, model: nn.Module, params: BaseModel) -> nn.Module:
+        """``apply`` on a meta-device model, for exact parameter counts (override where apply needs real weights)."""
+        return self.apply(model, params)
 
     def check_recipe(self, params: BaseModel, recipe: Any) -> None:
         """Cross-axis checks run when the recipe is validated, before anything loads (raise ValueError)."""

@@ -12,6 +12,8 @@ groups. The result is a plain model (saved to model/); there is nothing to merge
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
@@ -50,6 +52,14 @@ class BitFitParams(BaseModel):
 class BitFit(Method):
     summary = "only bias terms train (BitFit); add_bias adds zero-init biases to Llama-family linears"
     Params = BitFitParams
+    bias_sized = True
+    decision_leaves = {"I": 0}
+
+    def advice_params(self, config: Any) -> dict[str, Any]:
+        """A bias-free model (Llama family) gets zero-initialised biases; otherwise BitFit has nothing to train."""
+        if not getattr(config, "attention_bias", True) and not getattr(config, "mlp_bias", True):
+            return {"add_bias": True}
+        return {}
 
     def apply(self, model: nn.Module, params: BitFitParams) -> nn.Module:
         if params.add_bias:

@@ -27,6 +27,8 @@ class FreezeParams(BaseModel):
 class Freeze(Method):
     summary = "only the top N blocks / chosen layers / head / norms train"
     Params = FreezeParams
+    decision_leaves = {"E": 0}
+    min_rows = 200
 
     def apply(self, model: nn.Module, params: FreezeParams) -> nn.Module:
         for p in model.parameters():

@@ -11,6 +11,8 @@ from ftatlas.methods.base import Method, register
 @register("full")
 class Full(Method):
     summary = "all weights train (most memory; best when data and compute are plentiful)"
+    decision_leaves = {"C": 0, "K": 2}
+    min_rows = 1000  # the decision map's ENOUGH_ROWS: below, full FT of every weight overfits
 
     def apply(self, model: nn.Module, params: BaseModel) -> nn.Module:
         for p in model.parameters():

@@ -35,6 +35,7 @@ class IA3Params(BaseModel):
 class IA3(PeftMethod):
     summary = "(IA)^3: learned per-channel scales on k/v outputs and the FFN input; mergeable"
     Params = IA3Params
+    bias_sized = True
 
     def peft_config(self, params: IA3Params, model: nn.Module) -> IA3Config:
         return IA3Config(task_type="CAUSAL_LM", target_modules=params.target_modules,

@@ -33,6 +33,7 @@ def norm_module_names(model: nn.Module) -> list[str]:
 class LNTuning(PeftMethod):
     summary = "only the norm layers train (LN-tuning, peft); tiny parameter count; mergeable"
     Params = LNTuningParams
+    bias_sized = True
 
     def peft_config(self, params: LNTuningParams, model: nn.Module) -> LNTuningConfig:
         targets = params.target_modules

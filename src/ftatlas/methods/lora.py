@@ -67,6 +67,8 @@ def lora_config(params: LoraParams, model: nn.Module) -> LoraConfig:
 class Lora(PeftMethod):
     summary = "low-rank adapters on linear layers (peft); DoRA/rsLoRA/PiSSA/OLoRA as options; mergeable"
     Params = LoraParams
+    decision_leaves = {"G": 0, "K": 0}
+    min_rows = 50
 
     def peft_config(self, params: LoraParams, model: nn.Module) -> LoraConfig:
         return lora_config(params, model)

@@ -69,6 +69,13 @@ def _is_quantized_linear(name: str, model: nn.Module) -> bool:
     return isinstance(mod, nn.Linear) and mod is not head and "lora_" not in name
 
 
+def base_weight_bytes(config: PretrainedConfig, weight_bytes: int = 4) -> int:
+    """Bytes of the unadapted base model's weights (each tensor once) at ``weight_bytes`` per parameter."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(t.numel() for _name, t in unique_parameters(model)) * weight_bytes
+
+
 def estimate_memory(
     config: PretrainedConfig,
     method: str,
@@ -84,11 +91,8 @@ def estimate_memory(
     p = params if isinstance(params, BaseModel) else entry.Params(**(params or {}))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    quantized = method == "qlora"
-    # qlora's adapter math is LoRA's (its Params are LoRA's plus quantization fields); a meta model cannot
-    # be quantized, so the 4-bit storage is accounted for below instead.
-    adapter = METHODS.get("lora")() if quantized else entry()
-    model = adapter.apply(model, _meta_safe(p))
+    quantized = entry.quantized_base  # a meta model cannot be quantized: the 4-bit storage is accounted for below
+    model = entry().apply_on_meta(model, _meta_safe(p))
     q_bytes = four_bit_bytes_per_param(getattr(p, "double_quant", True))
     trainable = frozen = 0
     frozen_bytes = 0.0

@@ -13,6 +13,7 @@ from ftatlas.methods.base import Method, register
 class NoTraining(Method):
     summary = "no training: the base model as is (pair with context: zero_shot, few_shot or rag)"
     trains = False
+    decision_leaves = {"M": 0, "N": 0}  # RAG or in-context learning: the base model with a context
     merge_note = "nothing to merge: method none trains no weights"
 
     def apply(self, model: nn.Module, params: BaseModel) -> nn.Module:

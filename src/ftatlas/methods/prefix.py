@@ -42,6 +42,9 @@ class Prefix(PeftMethod):
                   "there is no weight delta to fold into the base")
     Params = PrefixParams
     checkpointing = False  # train.gradient_checkpointing=auto leaves it off
+    prompt_learning = True
+    score_head = False
+    decision_leaves = {"G": 3}
 
     def peft_config(self, params: PrefixParams, model: nn.Module) -> PrefixTuningConfig:
         return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens,

@@ -37,6 +37,9 @@ class Prompt(PeftMethod):
     merge_note = ("prompt tuning prepends learned input embeddings at run time; "
                   "there is no weight delta to fold into the base")
     Params = PromptParams
+    prompt_learning = True
+    prepends_tokens = True
+    score_head = False
 
     def peft_config(self, params: PromptParams, model: nn.Module) -> PromptTuningConfig:
         if params.init == "random":

@@ -29,6 +29,9 @@ class PTuning(PeftMethod):
     merge_note = ("p-tuning prepends encoder-produced virtual token embeddings at run time; "
                   "there is no weight delta to fold into the base")
     Params = PTuningParams
+    prompt_learning = True
+    prepends_tokens = True
+    score_head = False
 
     def peft_config(self, params: PTuningParams, model: nn.Module) -> PromptEncoderConfig:
         return PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens,

@@ -34,7 +34,7 @@ def require_bitsandbytes(device: str) -> None:
     try:
         version = importlib.metadata.version("bitsandbytes")
     except importlib.metadata.PackageNotFoundError:
-        raise ValueError("method qlora needs bitsandbytes>=0.46 for its 4-bit base: pip install 'bitsandbytes>=0.46' "
+        raise ValueError("method qlora needs bitsandbytes>=0.46 for its 4-bit base: pip install 'ftatlas[qlora]' "
                          "(or use method lora on an unquantized base)") from None
     major_minor = tuple(int(x) for x in version.split(".")[:2])
     if device == "cpu" and major_minor < MIN_BNB:
@@ -63,6 +63,9 @@ def memory_note(model: nn.Module) -> str:
 class QLora(PeftMethod):
     summary = "LoRA on a 4-bit (NF4/FP4) frozen base via bitsandbytes; least memory; merge dequantizes"
     Params = QLoraParams
+    quantized_base = True
+    decision_leaves = {"G": 1, "K": 1}
+    min_rows = 50
 
     def load_options(self, params: QLoraParams, device: str) -> dict[str, Any]:
         from transformers import BitsAndBytesConfig
@@ -83,6 +86,11 @@ class QLora(PeftMethod):
             raise ValueError("method qlora: the base model is not loaded in 4-bit; load it with this method's "
                              "load_options (ftatlas train does) rather than quantizing after the fact")
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return super().apply(model, params)
+
+    def apply_on_meta(self, model: nn.Module, params: QLoraParams) -> nn.Module:
+        """LoRA's adapters on the unquantized meta model (its counts are LoRA's; 4-bit storage is accounted
+        for by the memory model from ``quantized_base``)."""
         return super().apply(model, params)
 
     def peft_config(self, params: QLoraParams, model: nn.Module) -> LoraConfig:

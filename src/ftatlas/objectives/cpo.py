@@ -6,15 +6,18 @@ with the SimPO loss.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import VIRTUAL_TOKENS, finish, refuse_methods, to_dataset, trl_args
-
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we pin TRL and test the experimental trainers we use
+from ftatlas.objectives.trl_glue import (
+    VIRTUAL_TOKENS,
+    experimental,
+    preference_trainer,
+    prepends_tokens,
+    refuse_methods,
+)
 
 
 class CPOParams(BaseModel):
@@ -34,17 +37,13 @@ class CPO(Objective):
     Params = CPOParams
 
     def check_recipe(self, params: CPOParams, recipe: Any) -> None:
-        refuse_methods(recipe, {"prompt": VIRTUAL_TOKENS, "ptuning": VIRTUAL_TOKENS}, "CPOTrainer")
+        refuse_methods(recipe, "CPOTrainer", VIRTUAL_TOKENS, prepends_tokens)
 
     def build(self, ctx: TrainContext) -> Any:
-        from trl.experimental.cpo import CPOConfig, CPOTrainer
-
+        cpo = experimental("cpo")
         p = ctx.recipe.objective_params()
-        train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
-        args = trl_args(ctx, CPOConfig, held is not None, loss_type=p.loss, beta=p.beta, cpo_alpha=p.cpo_alpha,
-                        simpo_gamma=p.simpo_gamma, alpha=p.alpha, label_smoothing=p.label_smoothing)
-        trainer = CPOTrainer(model=ctx.model, args=args, train_dataset=train, eval_dataset=held,
-                             processing_class=ctx.tokenizer)
-        notes = {"objective": ctx.recipe.objective.name, "loss": p.loss, "beta": p.beta, "cpo_alpha": p.cpo_alpha,
+        fields = dict(loss_type=p.loss, beta=p.beta, cpo_alpha=p.cpo_alpha, simpo_gamma=p.simpo_gamma, alpha=p.alpha,
+                      label_smoothing=p.label_smoothing)
+        notes = {"loss": p.loss, "beta": p.beta, "cpo_alpha": p.cpo_alpha,
                  "reference": "none (reference-free: rewards are length-normalised log-probs of the policy)"}
-        return finish(trainer, ctx, notes)
+        return preference_trainer(ctx, cpo.CPOConfig, cpo.CPOTrainer, fields, notes)

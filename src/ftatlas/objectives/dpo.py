@@ -15,7 +15,12 @@ from trl import DPOConfig, DPOTrainer
 
 from ftatlas.data.preference import PreferencePair
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, reference_for, refuse_methods, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import (
+    FUSED_HEAD,
+    lacks_logits,
+    preference_trainer,
+    refuse_methods,
+)
 
 # TRL 1.16's DPOConfig.loss_type values.
 DPOLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
@@ -41,7 +46,7 @@ class DPO(Objective):
     Params = DPOParams
 
     def check_recipe(self, params: DPOParams, recipe: Any) -> None:
-        refuse_methods(recipe, {"adapter": FUSED_HEAD}, "DPOTrainer")
+        refuse_methods(recipe, "DPOTrainer", FUSED_HEAD, lacks_logits)
         losses = params.loss if isinstance(params.loss, list) else [params.loss]
         if params.loss_weights is not None and len(params.loss_weights) != len(losses):
             raise ValueError(f"objective.loss_weights has {len(params.loss_weights)} weights for "
@@ -49,15 +54,11 @@ class DPO(Objective):
 
     def build(self, ctx: TrainContext) -> Any:
         p: DPOParams = ctx.recipe.objective_params()
-        ref, note = reference_for(ctx, p.precompute_reference)
-        train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
-        args = trl_args(ctx, DPOConfig, held is not None, loss_type=p.loss, loss_weights=p.loss_weights,
-                        beta=p.beta, label_smoothing=p.label_smoothing, ld_alpha=p.ld_alpha,
-                        use_weighting=p.use_weighting, discopop_tau=p.discopop_tau,
-                        precompute_ref_log_probs=p.precompute_reference)
-        trainer = DPOTrainer(model=ctx.model, ref_model=ref, args=args, train_dataset=train, eval_dataset=held,
-                             processing_class=ctx.tokenizer)
-        return finish(trainer, ctx, {"objective": "dpo", "loss": p.loss, "beta": p.beta, "reference": note})
+        fields = dict(loss_type=p.loss, loss_weights=p.loss_weights, beta=p.beta, label_smoothing=p.label_smoothing,
+                      ld_alpha=p.ld_alpha, use_weighting=p.use_weighting, discopop_tau=p.discopop_tau,
+                      precompute_ref_log_probs=p.precompute_reference)
+        return preference_trainer(ctx, DPOConfig, DPOTrainer, fields, {"loss": p.loss, "beta": p.beta},
+                                  reference=True, precompute=p.precompute_reference)
 
 
 def _completion_ids(tokenizer: Any, pair: PreferencePair, answer: str) -> tuple[list[int], int]:

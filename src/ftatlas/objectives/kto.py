@@ -12,7 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from trl import KTOConfig, KTOTrainer
 
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, reference_for, refuse_methods, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import (
+    FUSED_HEAD,
+    lacks_logits,
+    preference_trainer,
+    refuse_methods,
+)
 
 
 class KTOParams(BaseModel):
@@ -31,7 +36,7 @@ class KTO(Objective):
     Params = KTOParams
 
     def check_recipe(self, params: KTOParams, recipe: Any) -> None:
-        refuse_methods(recipe, {"adapter": FUSED_HEAD}, "KTOTrainer")
+        refuse_methods(recipe, "KTOTrainer", FUSED_HEAD, lacks_logits)
         if params.loss == "kto" and recipe.train.batch_size < 2:
             raise ValueError("objective kto estimates its KL term from mismatched pairs within a batch; "
                              "set train.batch_size >= 2 (or objective.loss=apo_zero_unpaired)")
@@ -41,11 +46,7 @@ class KTO(Objective):
 
     def build(self, ctx: TrainContext) -> Any:
         p: KTOParams = ctx.recipe.objective_params()
-        ref, note = reference_for(ctx, p.precompute_reference)
-        train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
-        args = trl_args(ctx, KTOConfig, held is not None, loss_type=p.loss, beta=p.beta,
-                        desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight,
-                        precompute_ref_log_probs=p.precompute_reference)
-        trainer = KTOTrainer(model=ctx.model, ref_model=ref, args=args, train_dataset=train, eval_dataset=held,
-                             processing_class=ctx.tokenizer)
-        return finish(trainer, ctx, {"objective": "kto", "loss": p.loss, "beta": p.beta, "reference": note})
+        fields = dict(loss_type=p.loss, beta=p.beta, desirable_weight=p.desirable_weight,
+                      undesirable_weight=p.undesirable_weight, precompute_ref_log_probs=p.precompute_reference)
+        return preference_trainer(ctx, KTOConfig, KTOTrainer, fields, {"loss": p.loss, "beta": p.beta},
+                                  reference=True, precompute=p.precompute_reference)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ftatlas.data.prompts import PromptRow
 from ftatlas.data.templating import render_prompt
 from ftatlas.objectives.base import Objective, TrainContext
+from ftatlas.objectives.trl_glue import lacks_logits, refuse_methods
 from ftatlas.rewards import RewardSpec
 
 # Keys TRL's online trainers log besides loss/lr, kept in metrics.jsonl (prefix match).
@@ -48,8 +49,8 @@ class TRLParams(SamplingParams):
     @classmethod
     def _vllm_installed(cls, v: bool) -> bool:
         if v and importlib.util.find_spec("vllm") is None:
-            raise ValueError("use_vllm=true needs vLLM (a CUDA GPU); it is not installed here. Leave it false: "
-                             "generation then runs with transformers (on CPU here)")
+            raise ValueError("use_vllm=true needs vLLM (a CUDA GPU; pip install 'ftatlas[cuda]'), not installed here. "
+                             "Leave it false: generation then runs with transformers (on CPU here)")
         return v
 
 
@@ -57,16 +58,12 @@ class OnlineObjective(Objective):
     """An objective that samples completions for prompt rows and learns from their rewards."""
 
     data_kind = "prompts"
-    # Methods whose forward pass the trainer cannot use, with the reason (checked before anything loads).
-    unsupported_methods: dict[str, str] = {
-        "adapter": "peft's LLaMA-Adapter returns no per-token log-probs through TRL's online trainers; use lora",
-        "none": "method none trains nothing; pick a training method (lora, full, ...)",
-    }
 
     def check_recipe(self, params: BaseModel, recipe: Any) -> None:
-        why = self.unsupported_methods.get(recipe.method.name)
-        if why:
-            raise ValueError(f"objective {recipe.objective.name!r} with method {recipe.method.name!r}: {why}")
+        """Methods whose forward the trainer cannot use stop here, before anything loads."""
+        refuse_methods(recipe, "online trainer", "method {method} trains nothing", lambda m: not m.trains)
+        refuse_methods(recipe, "online trainer", "method {method} returns no per-token log-probs through TRL's "
+                       "online trainers", lacks_logits)
 
 
 def prompt_dataset(ctx: TrainContext, rows: list[PromptRow]) -> Dataset:

@@ -5,15 +5,18 @@ Built on TRL's ORPOTrainer, which TRL 1.16 keeps in ``trl.experimental.orpo``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import VIRTUAL_TOKENS, finish, refuse_methods, to_dataset, trl_args
-
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we pin TRL and test the experimental trainers we use
+from ftatlas.objectives.trl_glue import (
+    VIRTUAL_TOKENS,
+    experimental,
+    preference_trainer,
+    prepends_tokens,
+    refuse_methods,
+)
 
 
 class ORPOParams(BaseModel):
@@ -28,14 +31,10 @@ class ORPO(Objective):
     Params = ORPOParams
 
     def check_recipe(self, params: ORPOParams, recipe: Any) -> None:
-        refuse_methods(recipe, {"prompt": VIRTUAL_TOKENS, "ptuning": VIRTUAL_TOKENS}, "ORPOTrainer")
+        refuse_methods(recipe, "ORPOTrainer", VIRTUAL_TOKENS, prepends_tokens)
 
     def build(self, ctx: TrainContext) -> Any:
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
+        orpo = experimental("orpo")
         p: ORPOParams = ctx.recipe.objective_params()
-        train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
-        args = trl_args(ctx, ORPOConfig, held is not None, beta=p.beta)
-        trainer = ORPOTrainer(model=ctx.model, args=args, train_dataset=train, eval_dataset=held,
-                              processing_class=ctx.tokenizer)
-        return finish(trainer, ctx, {"objective": "orpo", "beta": p.beta, "reference": "none (ORPO needs none)"})
+        return preference_trainer(ctx, orpo.ORPOConfig, orpo.ORPOTrainer, {"beta": p.beta},
+                                  {"beta": p.beta, "reference": "none (ORPO needs none)"})

@@ -17,7 +17,7 @@ from trl import SFTConfig, SFTTrainer
 
 from ftatlas.data.templating import EncodeStats
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, refuse_methods, trl_args
+from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, lacks_logits, refuse_methods, trl_args
 
 
 class PretrainParams(BaseModel):
@@ -34,7 +34,7 @@ class Pretrain(Objective):
     Params = PretrainParams
 
     def check_recipe(self, params: PretrainParams, recipe: Any) -> None:
-        refuse_methods(recipe, {"adapter": FUSED_HEAD}, "SFTTrainer")
+        refuse_methods(recipe, "SFTTrainer", FUSED_HEAD, lacks_logits)
 
     def evaluate(self, model: Any, tokenizer: Any, rows: list[Any], recipe: Any, progress: bool = True) -> dict:
         """Held-out text, packed like training: mean next-token loss, perplexity and top-1 accuracy."""

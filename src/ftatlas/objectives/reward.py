@@ -25,12 +25,10 @@ from trl import RewardConfig, RewardTrainer
 
 from ftatlas.data.preference import PreferencePair
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import finish, refuse_methods, to_dataset, trl_args
+from ftatlas.objectives.trl_glue import preference_trainer, refuse_methods
 
-# Methods whose virtual tokens / adaption prompts are wired for the LM head's forward, not a score head.
-_NO_HEAD = ("its virtual tokens / adaption prompts are built for the causal-LM forward, not a score head; "
-            "use a LoRA-family method, ia3, qlora, freeze or full")
-NO_REWARD_HEAD = dict.fromkeys(("prefix", "prompt", "ptuning", "adapter"), _NO_HEAD)
+# Methods whose virtual tokens / adaption prompts are wired for the LM head's forward (score_head False).
+NO_SCORE_HEAD = "its virtual tokens / adaption prompts are built for the causal-LM forward, not {trainer}'s score head"
 
 Prompt = str | list[dict[str, str]]
 
@@ -51,18 +49,15 @@ class Reward(Objective):
     Params = RewardParams
 
     def check_recipe(self, params: RewardParams, recipe: Any) -> None:
-        refuse_methods(recipe, NO_REWARD_HEAD, "RewardTrainer")
+        refuse_methods(recipe, "RewardTrainer", NO_SCORE_HEAD, lambda m: not m.score_head)
 
     def build(self, ctx: TrainContext) -> Any:
         p: RewardParams = ctx.recipe.objective_params()
         _train_head(ctx.model)
-        train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
-        args = trl_args(ctx, RewardConfig, held is not None, center_rewards_coefficient=p.center_rewards_coefficient)
-        trainer = RewardTrainer(model=ctx.model, args=args, train_dataset=train, eval_dataset=held,
-                                processing_class=ctx.tokenizer)
         form = "text" if ctx.train_rows[0].is_text else "conversational"
-        return finish(trainer, ctx, {"objective": "reward", "form": form,
-                                     "reference": "none (a reward model is trained on pairs directly)"})
+        return preference_trainer(ctx, RewardConfig, RewardTrainer,
+                                  {"center_rewards_coefficient": p.center_rewards_coefficient},
+                                  {"form": form, "reference": "none (a reward model is trained on pairs directly)"})
 
     def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, rows: list[Any], recipe: Any,
                  progress: bool = True) -> dict:
@@ -155,7 +150,7 @@ def _load_reward_model(path: Path, device: str) -> tuple[Any, PreTrainedTokenize
     from ftatlas.models.device import resolve_device
     from ftatlas.models.loading import load_model, load_tokenizer
     from ftatlas.models.trained import load_recipe_base
-    from ftatlas.recipe import load_recipe
+    from ftatlas.resolve import load_recipe
     from ftatlas.runs import RunDir
 
     dev = resolve_device(device)

@@ -121,7 +121,9 @@ class SFT(Objective):
         if not train:
             raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
         t = ctx.recipe.train
-        packed = t.packing != "off" and not rewrites_inputs(ctx.model)  # a KV prefix would span a packed row
+        # the method says whether it packs; the model check also catches a prompt-learning model built elsewhere
+        packable = ctx.recipe.axes.method.entry.supports_packing and not rewrites_inputs(ctx.model)
+        packed = t.packing != "off" and packable  # a KV prefix or virtual tokens would span a packed row
         extra: dict[str, Any] = {}
         if packed and t.packed_attention == "varlen":
             use_varlen_attention(ctx.model, ctx.device, t.pad_multiple)  # per-sequence attention

@@ -4,11 +4,16 @@
   defaults (bf16, gradient checkpointing on, lr 1e-6, logging every 10 steps) never override the recipe.
 - :func:`reference_for`: the reference model, chosen explicitly and said in the run log.
 - :func:`to_dataset` and :func:`finish`: rows -> ``datasets.Dataset``; our callbacks in, TRL's dict prints out.
+- :func:`preference_trainer`: the four together, the one body of every preference objective's ``build``.
+- :func:`experimental`: a ``trl.experimental`` module, imported without its notice (we pin and test TRL).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from datasets import Dataset
@@ -17,6 +22,7 @@ from rich.console import Console
 from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from ftatlas.methods import METHODS, Method
 from ftatlas.objectives.base import TrainContext, training_arguments
 from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 
@@ -30,19 +36,28 @@ REFERENCE_PRECOMPUTED = ("log-probs of the starting model computed once before t
                          "(precompute_reference=true), so no reference model is kept during training")
 
 
-# Method/trainer pairs that cannot work, and why (checked when the recipe is validated).
-FUSED_HEAD = ("TRL's {trainer} reads log-probs from a fused LM-head output that peft's AdaptionPrompt "
-              "(method adapter) forward does not produce; use lora, ia3, prefix or another method")
+# Why a method cannot run under a trainer (checked when the recipe is validated, from the method's capabilities).
+FUSED_HEAD = ("TRL's {trainer} reads log-probs from a fused LM-head output that the forward of method {method} "
+              "does not produce")
 VIRTUAL_TOKENS = ("TRL's experimental {trainer} aligns labels with logits without the virtual tokens that "
-                  "method {method} prepends; use lora, ia3, prefix or another method")
+                  "method {method} prepends")
 
 
-def refuse_methods(recipe: Any, unsupported: dict[str, str], trainer: str) -> None:
-    """Stop a recipe whose method cannot run under this objective's trainer, saying why."""
-    why = unsupported.get(recipe.method.name)
-    if why is not None:
-        raise ValueError(f"objective {recipe.objective.name!r} cannot train with method {recipe.method.name!r}: "
-                         + why.format(trainer=trainer, method=recipe.method.name))
+def lacks_logits(method: type[Method]) -> bool:
+    return not method.per_token_logits
+
+
+def prepends_tokens(method: type[Method]) -> bool:
+    return method.prepends_tokens
+
+
+def refuse_methods(recipe: Any, trainer: str, why: str, cannot: Callable[[type[Method]], bool]) -> None:
+    """Stop a recipe whose method ``cannot`` run under this objective's trainer, saying why and which can."""
+    if not cannot(recipe.axes.method.entry):
+        return
+    able = [n for n in METHODS.names() if METHODS.get(n).trains and not cannot(METHODS.get(n))]
+    raise ValueError(f"objective {recipe.objective.name!r} cannot train with method {recipe.method.name!r}: "
+                     + why.format(trainer=trainer, method=recipe.method.name) + f"; use one of {', '.join(able)}")
 
 
 def trl_args(ctx: TrainContext, args_class: type[TrainingArguments], has_eval: bool, **fields: Any) -> Any:
@@ -88,3 +103,28 @@ def finish(trainer: Any, ctx: TrainContext, notes: dict[str, Any]) -> Any:
         if key in notes:
             console.print(f"[bold]{key}[/] {notes[key]}")
     return trainer
+
+
+def experimental(module: str) -> Any:
+    """``trl.experimental.<module>``; its import-time notice is silenced here rather than through the environment."""
+    from trl.import_utils import TRLExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TRLExperimentalWarning)  # we pin TRL and test the trainers we use
+        return importlib.import_module(f"trl.experimental.{module}")
+
+
+def preference_trainer(ctx: TrainContext, config_class: type[TrainingArguments], trainer_class: type,
+                       fields: dict[str, Any], notes: dict[str, Any], reference: bool = False,
+                       precompute: bool = False) -> Any:
+    """A TRL preference trainer (DPO, KTO, CPO, ORPO, reward) from the recipe: the rows as datasets, the recipe's
+    ``train`` block plus the objective's ``fields`` as its config, the reference model where the loss has one
+    (said in ``notes``), our callbacks, and ``notes`` written to the run dir."""
+    extra: dict[str, Any] = {}
+    if reference:
+        extra["ref_model"], notes["reference"] = reference_for(ctx, precompute)
+    train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
+    args = trl_args(ctx, config_class, held is not None, **fields)
+    trainer = trainer_class(model=ctx.model, args=args, train_dataset=train, eval_dataset=held,
+                            processing_class=ctx.tokenizer, **extra)
+    return finish(trainer, ctx, {"objective": ctx.recipe.objective.name, **notes})
