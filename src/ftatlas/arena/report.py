@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftatlas.arena.spec import ArenaSpec
+from ftatlas.extras import require
 from ftatlas.report import metric_text
 from ftatlas.runs import atomic_write
 
@@ -142,10 +143,9 @@ def write_reports(spec: ArenaSpec, rows: list[dict[str, Any]], root: Path) -> No
 
 
 def _plots(rows: list[dict[str, Any]], metric: str | None, root: Path) -> dict[str, Path]:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "arena", "arena plots")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "arena", "arena plots")
 
     ok = [r for r in rows if r.get("status") == "ok"]
     own_scale = any(metric in r.get("scales", {}) for r in ok)

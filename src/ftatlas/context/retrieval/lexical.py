@@ -7,16 +7,17 @@ import shutil
 from pathlib import Path
 
 from ftatlas.context.retrieval.store import StoredChunk
+from ftatlas.extras import require
 
 
 def _tokens(texts: list[str]) -> list[list[str]]:
-    import bm25s
+    bm25s = require("bm25s", "rag", "the rag BM25 index")
 
     return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
 
 
 def build_bm25(chunks: list[StoredChunk], folder: Path) -> None:
-    import bm25s
+    bm25s = require("bm25s", "rag", "the rag BM25 index")
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -33,7 +34,7 @@ class Bm25Index:
     """A saved BM25 index, loaded once and queried many times."""
 
     def __init__(self, folder: Path) -> None:
-        import bm25s
+        bm25s = require("bm25s", "rag", "the rag BM25 index")
 
         self.ids = json.loads((folder / "ids.json").read_text()) if (folder / "ids.json").is_file() else []
         self.retriever = bm25s.BM25.load(str(folder / "index")) if self.ids else None

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ftatlas.extras import require
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, n_chunks INTEGER NOT NULL,
@@ -115,7 +117,7 @@ class IndexStore:
 
     # -- vectors ----------------------------------------------------------------------------------------
     def vectors(self):
-        import faiss
+        faiss = require("faiss", "rag", "the rag vector index")
 
         if self._vectors is None:
             f = self.path / "vectors.faiss"
@@ -153,7 +155,7 @@ class IndexStore:
     # -- persistence ------------------------------------------------------------------------------------
     def commit(self) -> None:
         """Vectors first (atomic rename), then the SQLite transaction that makes them visible."""
-        import faiss
+        faiss = require("faiss", "rag", "the rag vector index")
 
         if self._vectors is not None:
             tmp = self.path / ".vectors.faiss.tmp"
