@@ -88,8 +88,37 @@ def test_ftatlas_command_reexecs_onto_the_allocator(tiny_model_dir, chat_file, t
 
 
 def test_ftatlas_command_names_a_missing_library(tmp_path):
-    res = _ftatlas(str(tmp_path / "nope.so"), "--help")
+    res = _ftatlas(str(tmp_path / "nope.so"), "train", "--help")
     assert res.returncode == 2 and "nope.so" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_only_training_verbs_reexec(tmp_path, monkeypatch):
+    lib = _lib(tmp_path, "libtcmalloc_minimal.so.4")
+    monkeypatch.delenv("_FTATLAS_REEXEC", raising=False)
+    monkeypatch.setattr(allocator, "active", lambda: "glibc")
+    monkeypatch.setattr(allocator, "cuda_host", lambda: False)
+    monkeypatch.setattr(allocator.sys, "platform", "linux")
+    for env in ("auto", str(lib)):
+        monkeypatch.setenv(allocator.ENV, env)
+        monkeypatch.setattr(allocator, "find_library", lambda *a: lib)
+        for args in (["--help"], ["config", "validate", "r.yaml"], ["eval", "runs/x"], ["chat", "runs/x"], []):
+            assert allocator.reexec_argv(args) is None, args
+        for args in (["train", "r.yaml"], ["quickstart"], ["train", "--help"]):
+            assert allocator.reexec_argv(args)[-len(args):] == args
+    monkeypatch.setattr(allocator, "cuda_host", lambda: True)  # CUDA host: auto preloads nothing ...
+    monkeypatch.setenv(allocator.ENV, "auto")
+    assert allocator.reexec_argv(["train", "r.yaml"]) is None and allocator.for_training() == "glibc"
+    monkeypatch.setenv(allocator.ENV, str(lib))  # ... an explicit library still does
+    assert allocator.reexec_argv(["train", "r.yaml"]) is not None and allocator.for_training() == "tcmalloc"
+
+
+def test_other_verbs_never_consult_the_allocator(tiny_model_dir, tmp_path):
+    """A bad FTATLAS_ALLOCATOR stops only the verbs that would preload it: --help and config validate run."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{name: {tiny_model_dir}}}\ndata: {{builtin: contacts}}\n")
+    assert _ftatlas(str(tmp_path / "nope.so"), "--help").returncode == 0
+    res = _ftatlas(str(tmp_path / "nope.so"), "config", "validate", str(recipe))
+    assert res.returncode == 0, res.stderr
 
 
 RELEASE = """

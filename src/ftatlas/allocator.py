@@ -7,10 +7,14 @@ so peak RSS varies from run to run and reaches 2-3x the live tensors (SmolLM2 Lo
 run peaks at ~390 MiB every time, and its steps are as fast or faster. PyTorch's CPU performance guides
 recommend the same. ``bench/advisor_accuracy.py`` measures the difference.
 
-The allocator must be chosen before the process starts (``LD_PRELOAD``), so the ``ftatlas`` command re-executes
-itself once with the library preloaded (``ftatlas.launch``), and its subprocesses (dry runs, arena cells)
-inherit it. ``FTATLAS_ALLOCATOR``: ``auto`` (default: tcmalloc, else jemalloc, else glibc), ``system`` (never
-preload), or the path of a shared library to preload.
+The allocator must be chosen before the process starts (``LD_PRELOAD``), so only where it pays: the commands
+that train in their own process (``PRELOAD_COMMANDS``: ``ftatlas train``, ``ftatlas quickstart``) re-execute
+themselves once with the library preloaded (``ftatlas.launch``), and the subprocesses that train or measure
+(``advise --measure`` dry runs, arena cells) are started with it (``preload_env``). Other verbs (``--help``,
+``config validate``, ``eval``, ``chat``, ...) run as started. On a CUDA host (an NVIDIA driver present) ``auto``
+preloads nothing: GPU memory is not this heap. A run prints the allocator it runs on next to its device.
+``FTATLAS_ALLOCATOR``: ``auto`` (default: tcmalloc, else jemalloc, else glibc), ``system`` (never preload), or
+the path of a shared library to preload (also on CUDA hosts).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/li
 # (name reported, shared-library file names), in order of preference
 CANDIDATES = (("tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")), ("jemalloc", ("libjemalloc.so.2",)))
 INSTALL_HINT = "apt-get install libtcmalloc-minimal4 (Debian/Ubuntu) or your system's gperftools package"
+PRELOAD_COMMANDS = ("train", "quickstart")  # verbs that train in this process
 
 
 def find_library(dirs: tuple[str, ...] = _LIB_DIRS) -> Path | None:
@@ -84,15 +89,36 @@ def preload_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def reexec_argv() -> list[str] | None:
-    """The argv to re-execute this ``ftatlas`` command with the wanted allocator, or None where nothing would
-    change (already running on it, none wanted or found, not Linux, or already re-executed once)."""
-    if not sys.platform.startswith("linux") or os.environ.get("_FTATLAS_REEXEC") == "1":
+def cuda_host() -> bool:
+    """An NVIDIA driver is loaded on this machine (checked without importing torch)."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def for_training() -> str:
+    """The allocator ``ftatlas train`` runs on here: the one it would preload, else this process's."""
+    try:
+        lib = wanted() if sys.platform.startswith("linux") else None
+    except FileNotFoundError:
+        lib = None
+    if lib is None or (cuda_host() and os.environ.get(ENV, "auto").strip() in ("", "auto")):
+        return active()
+    return name_of(lib)
+
+
+def reexec_argv(args: list[str] | None = None) -> list[str] | None:
+    """The argv to re-execute the ``ftatlas`` command ``args`` (default: this process's) with the wanted allocator,
+    or None: not a training verb (``PRELOAD_COMMANDS``), a CUDA host under ``auto``, not Linux, already
+    re-executed once, already on the wanted allocator, or none wanted or found."""
+    args = sys.argv[1:] if args is None else args
+    verb = next((a for a in args if not a.startswith("-")), None)
+    if verb not in PRELOAD_COMMANDS or not sys.platform.startswith("linux") or os.environ.get("_FTATLAS_REEXEC"):
+        return None
+    if cuda_host() and os.environ.get(ENV, "auto").strip() in ("", "auto"):
         return None
     lib = wanted()
     if lib is None or active() == name_of(lib):
         return None
-    return [sys.executable, "-m", "ftatlas.cli", *sys.argv[1:]]
+    return [sys.executable, "-m", "ftatlas.cli", *args]
 
 
 @functools.cache

@@ -12,6 +12,7 @@ import torch
 from rich.console import Console
 from transformers import set_seed
 
+from ftatlas import allocator
 from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
@@ -70,7 +71,8 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
-    console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}")
+    heap = f", heap allocator {allocator.active()}" if device == "cpu" else ""  # allocator.py: why it matters
+    console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}{heap}")
     session = Session(recipe, run, loaded, splits, device, precision, progress)
     session.context = setup_context(recipe, loaded.tokenizer, splits)
     return session

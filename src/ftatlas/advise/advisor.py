@@ -192,9 +192,9 @@ def advise(model: str, data: str, goal: str, device: str = "auto", memory_gb: fl
     if goal == "reasoning":
         notes.append("GRPO: the table is the SFT-path estimate for the prompts; sampling num_generations "
                      "completions adds their KV cache and tokens on top")
-    if dev == "cpu" and allocator.active() == "glibc" and allocator.wanted() is None:
-        notes.append("memory estimates assume tcmalloc, which the ftatlas command preloads when installed; this "
-                     "process runs on glibc malloc, whose retained heap measured 0-2x the estimated activations "
+    if dev == "cpu" and allocator.for_training() == "glibc":
+        notes.append("memory estimates assume tcmalloc, which ftatlas train preloads when installed; training "
+                     "here runs on glibc malloc, whose retained heap measured 0-2x the estimated activations "
                      f"and loss buffers on top, varying run to run (install: {allocator.INSTALL_HINT})")
     if method == "none" and w.leaf not in ("M", "N"):
         reasons.append(f"none of {', '.join(leaf_methods(w.leaf))} fits in {budget:g} GB")

@@ -73,7 +73,7 @@ def summary_lines(advice: Advice) -> list[str]:
         f"max {d.shape.max}; {d.shape.loss_share:.0%} carry loss; answers median {d.answer_p50} tokens",
         f"device throughput: {advice.throughput.flops / 1e12:.2f} TFLOP/s matmul, "
         f"{advice.throughput.bandwidth / 1e9:.0f} GB/s ({advice.throughput.source})"
-        + (f"; heap allocator {allocator.active()}" if advice.device == "cpu" else ""),
+        + (f"; heap allocator {allocator.for_training()}" if advice.device == "cpu" else ""),
     ]
 
 
