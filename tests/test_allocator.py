@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ftatlas import allocator
+from tests.conftest import tiny_recipe
 
 ACTIVE = "from ftatlas.allocator import active; print(active())"
 
@@ -75,7 +77,17 @@ def _ftatlas(env_value: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @needs_lib
-def test_ftatlas_command_reexecs_onto_the_allocator(tiny_model_dir, chat_file, tmp_path):
+def test_ftatlas_train_reexecs_onto_the_allocator_and_says_so(tiny_model_dir, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_model_dir, tmp_path, train={"max_steps": 1},
+                                                 eval={"max_examples": 1, "decode": {"max_new_tokens": 2}})))
+    res = _ftatlas("auto", "train", str(recipe))
+    assert res.returncode == 0, res.stderr
+    assert f"heap allocator {allocator.name_of(REAL)}" in res.stdout + res.stderr
+
+
+@needs_lib
+def test_advise_reports_the_allocator_training_uses(tiny_model_dir, chat_file, tmp_path):
     args = ("advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "task", "--memory", "4GB",
             "--device", "cpu", "--out", str(tmp_path / "advice"))
     res = _ftatlas("auto", *args)
