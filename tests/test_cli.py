@@ -48,6 +48,8 @@ def test_methods_list_comes_from_the_registry():
     for name in ("full", "freeze", "lora"):
         assert f"{name}:" in res.output
     assert "use_dora=False" in res.output
+    assert "declares: not mergeable, not supports_packing, prompt_learning, prepends_tokens, not score_head" \
+        in res.output  # prompt tuning's capability attributes
 
 
 def test_data_validate_reports_file_line_and_field(tmp_path):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +21,7 @@ def methods_list() -> None:
     """Every registered method with its parameters (generated from the registry)."""
     from ftatlas.methods import METHODS
 
-    _print_registry(METHODS)
+    _print_registry(METHODS, lambda m: m.declared())
 
 
 @context_app.command("list")
@@ -31,12 +32,14 @@ def context_list() -> None:
     _print_registry(CONTEXTS)
 
 
-def _print_registry(registry) -> None:
+def _print_registry(registry, declared: Callable[[Any], list[str]] = lambda _: []) -> None:
     for name in registry:
         m = registry.get(name)
         fields = ", ".join(f"{k}=<required>" if f.is_required() else f"{k}={f.get_default(call_default_factory=True)!r}"
                            for k, f in m.Params.model_fields.items())
-        out.print(f"[bold]{name}[/]: {m.summary}" + (f"\n    {fields}" if fields else ""), highlight=False)
+        says = ", ".join(declared(m))
+        out.print(f"[bold]{name}[/]: {m.summary}" + (f"\n    {fields}" if fields else "")
+                  + (f"\n    declares: {says}" if says else ""), highlight=False)
 
 
 @methods_app.command("memory")

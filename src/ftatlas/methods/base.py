@@ -27,6 +27,10 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CAPABILITIES = ("trains", "checkpointing", "mergeable", "supports_packing", "prompt_learning", "prepends_tokens",
+                "quantized_base", "score_head", "per_token_logits", "bias_sized")
+
+
 class Method:
     """Base class; subclasses set ``Params`` and implement ``apply``.
 
@@ -56,6 +60,11 @@ class Method:
         cls.mergeable = cls.merge_note is None
         if "supports_packing" not in cls.__dict__:
             cls.supports_packing = not cls.prompt_learning
+
+    @classmethod
+    def declared(cls) -> list[str]:
+        """Yes/no capabilities where it differs from a plain method, e.g. ``["prompt_learning", "not mergeable"]``."""
+        return [a if getattr(cls, a) else f"not {a}" for a in CAPABILITIES if getattr(cls, a) != getattr(Method, a)]
 
     def load_options(self, params: BaseModel, device: str) -> dict[str, Any]:
         """Extra kwargs for ``from_pretrained`` when loading the base for this method."""
