@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from ftatlas import allocator
+
 if TYPE_CHECKING:
     from ftatlas.pipeline import Session
 
@@ -87,7 +89,8 @@ def run_summary(session: Session) -> dict[str, Any]:
     ev = session.results["after"]
     out: dict[str, Any] = {"method": session.recipe.method.name, "objective": session.recipe.objective.name,
                            "context": session.recipe.context.name, "device": session.device,
-                           "eval_peak_bytes": ev.get("peak_memory_bytes"), "trainable_params": 0}
+                           "eval_peak_bytes": ev.get("peak_memory_bytes"), "trainable_params": 0,
+                           "heap_allocator": allocator.active() if session.device == "cpu" else None}
     if fit is not None:
         out |= {"trainable_params": fit.params.trainable, "total_params": fit.params.total,
                 "train_seconds": round(fit.stats.seconds, 2), "train_peak_bytes": fit.stats.peak_bytes,
@@ -104,7 +107,8 @@ def write_report(session: Session) -> None:
     parts = [
         f"# Run `{session.run.path.name}`",
         "",
-        f"- model: `{r.model.name}` ({session.loaded.source}) on {session.device}, {session.precision.label}",
+        f"- model: `{r.model.name}` ({session.loaded.source}) on {session.device}, {session.precision.label}"
+        + (f", heap allocator {allocator.active()}" if session.device == "cpu" else ""),  # CPU memory depends on it
         f"- method: `{r.method.name}` {r.method.params() or ''}; objective: `{r.objective.name}`; "
         f"context: `{r.context.name}` {r.context.params() or ''}",
         f"- data: {session.splits.note}",
