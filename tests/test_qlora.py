@@ -66,7 +66,7 @@ def test_missing_bitsandbytes_says_what_to_install(monkeypatch):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", missing)
-    with pytest.raises(ValueError, match=r"pip install 'bitsandbytes>=0.46'"):
+    with pytest.raises(ValueError, match=r"pip install 'ftatlas\[qlora\]'"):
         require_bitsandbytes("cpu")
 
 
