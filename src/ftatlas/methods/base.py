@@ -46,7 +46,7 @@ class Method:
     checkpointing: bool = True  # False where checkpointing cannot work (prefix): what gradient_checkpointing=auto uses
     prompt_learning: bool = False  # peft's forward adds virtual tokens or a KV prefix (prefix, prompt, ptuning)
     prepends_tokens: bool = False  # ``num_virtual_tokens`` enter every input row, so labels no longer line up
-    quantized_base: bool = False  # the base is loaded quantized (``load_options``); a meta model cannot be
+    quantized_base: bool = False  # the base is loaded quantized (``load_options``): estimates count it at 4 bits
     score_head: bool = True  # False: its forward is wired to the causal-LM head, not a reward model's score head
     per_token_logits: bool = True  # False: its forward gives TRL's trainers no per-token log-probs (LLaMA-Adapter)
     bias_sized: bool = False  # trains a vector-sized set per layer (biases, norms, scales): the map's node H
