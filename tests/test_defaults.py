@@ -11,7 +11,10 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from ftatlas.advise.advisor import Row, _choose
 from ftatlas.advise.checkpointing import decide, plan_checkpointing
+from ftatlas.advise.decision_map import Facts, walk
+from ftatlas.advise.recipes import plan
 from ftatlas.data.readers import read_file
 from ftatlas.data.templating import encode_all
 from ftatlas.methods import METHODS
@@ -174,3 +177,23 @@ def test_early_stopping_stops_an_overfitting_run_and_keeps_the_best_weights(tiny
     plan = json.loads((s.run.path / "plan.json").read_text())
     assert plan["budget"]["early_stopping"] and plan["kept"]["step"] == best_step
     assert "kept step" in (s.run.path / "report.md").read_text()
+
+
+# --- the advisor writes these defaults ------------------------------------------------------------------------
+
+
+def test_advised_sft_recipes_leave_budget_rate_and_checkpointing_on_auto(tmp_path, tiny_model_dir, chat_file):
+    for goal in ("task", "style", "chat"):
+        stem, _purpose, data = plan(goal, str(tiny_model_dir), str(chat_file), "lora", {}, 4, 128,
+                                    str(tmp_path / "index"))[0]
+        r = build_recipe(data)
+        assert "epochs" not in data["train"] and "lr" not in data["train"], stem
+        assert (r.train.epochs, r.train.lr, r.train.gradient_checkpointing) == ("auto", "auto", "auto")
+
+
+def test_classifier_like_labels_get_lora_where_it_fits_and_freeze_otherwise():
+    facts = Facts("task", 300, frozenset({"lora", "freeze"}), answer_p50=1, distinct_answers=5)
+    leaf = walk(facts).leaf
+    assert leaf == "E"
+    assert _choose(leaf, [Row("lora", None, True), Row("freeze", None, True)]) == "lora"
+    assert _choose(leaf, [Row("lora", None, False), Row("freeze", None, True)]) == "freeze"
