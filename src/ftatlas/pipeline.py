@@ -160,8 +160,10 @@ def fit(session: Session, resume: bool = False) -> FitResult:
         console.print(f"[bold]budget[/] {ctx.budget.reason}")
     with Measure(session.device) as m:
         out = trainer.train(resume_from_checkpoint=resume or None)
-    if trainer.eval_dataset is not None:
-        trainer.evaluate()  # final held-out loss into metrics.jsonl (the kept weights' under early stopping)
+    restored = ctx.budget is not None and ctx.budget.early_stopping and \
+        trainer.state.best_global_step not in (None, trainer.state.global_step)
+    if trainer.eval_dataset is not None and (restored or ctx.budget is None or not ctx.budget.early_stopping):
+        trainer.evaluate()  # final held-out loss into metrics.jsonl (of the restored weights under early stopping)
     plan["kept"] = kept_step(session, trainer, ctx)
     session.run.write_json("plan.json", plan)
     session.results["plan"] = plan
