@@ -15,12 +15,14 @@ from ftatlas.advise.advisor import Row, _choose
 from ftatlas.advise.checkpointing import decide, plan_checkpointing
 from ftatlas.advise.decision_map import Facts, walk
 from ftatlas.advise.recipes import plan
+from ftatlas.arena.report import kept_step_text
 from ftatlas.data.readers import read_file
 from ftatlas.data.templating import encode_all
 from ftatlas.methods import METHODS
 from ftatlas.objectives.budget import MAX_AUTO_EPOCHS, MAX_AUTO_STEPS, TARGET_LOSS_TOKENS, plan_budget
 from ftatlas.pipeline import train
 from ftatlas.recipe import RecipeError, TrainSpec, build_recipe
+from ftatlas.report import eval_loss_curve
 from tests.conftest import tiny_config, tiny_recipe, write_jsonl
 
 # --- the budget rule ------------------------------------------------------------------------------------------
@@ -197,3 +199,13 @@ def test_classifier_like_labels_get_lora_where_it_fits_and_freeze_otherwise():
     assert leaf == "E"
     assert _choose(leaf, [Row("lora", None, True), Row("freeze", None, True)]) == "lora"
     assert _choose(leaf, [Row("lora", None, False), Row("freeze", None, True)]) == "freeze"
+
+
+def test_eval_loss_curve_drops_the_final_pass_over_the_kept_weights_and_the_arena_names_the_kept_step():
+    metrics = [{"step": 2, "loss": 1.0}, {"step": 2, "eval_loss": 0.9}, {"step": 4, "eval_loss": 0.8},
+               {"step": 6, "eval_loss": 0.85}, {"step": 6, "eval_loss": 0.8}]
+    assert eval_loss_curve(metrics) == [[2, 0.9], [4, 0.8], [6, 0.85]]
+    assert eval_loss_curve(metrics[:3]) == [[2, 0.9], [4, 0.8]]
+    assert kept_step_text({"kept_step": 4, "planned_steps": 40, "stopped_early": True}) == "4 of 40 (early stop)"
+    assert kept_step_text({"kept_step": 50, "planned_steps": 50}) == "50 of 50"
+    assert kept_step_text({}) == "-"
