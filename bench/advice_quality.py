@@ -54,8 +54,9 @@ def advised_cell(task: str, train: Path, model: str, batch_size: int, max_length
 def arena_for(task: str, work: Path, model: str, cells: list[str] | None, batch_size: int) -> dict:
     train, held = write_task(task, work / "data")
     max_length = 256
-    all_cells = [{"name": "default", "method": "lora"},
-                 advised_cell(task, train, model, batch_size, max_length)]
+    all_cells = [{"name": "default", "method": "lora"}]
+    if cells is None or "advised" in cells:  # advise() measures the device: only when the cell is asked for
+        all_cells.append(advised_cell(task, train, model, batch_size, max_length))
     all_cells += [{"name": name, "method": m, "train": t} for name, m, t in SWEEP]
     picked = [c for c in all_cells if cells is None or c["name"] in cells]
     n_eval = TASKS[task][2]
