@@ -5,7 +5,8 @@ Under ``auto`` it is on only where the advisor's own estimate of the step's peak
 (``advise/estimate.py``, the model the advisor ranks methods with) is above ``MARGIN`` of the memory this run
 may use: ``train.memory_budget_gb`` if set, else what the device has available when training starts (CPU:
 ``MemAvailable`` plus this process's resident set, which already holds the loaded model; CUDA: free plus what
-this process has allocated). Explicit ``true``/``false`` always wins; methods that cannot checkpoint
+this process has allocated). The peaks compared include what the process holds beyond the modelled base
+weights (interpreter, libraries). Explicit ``true``/``false`` always wins; methods that cannot checkpoint
 (``Method.checkpointing = False``, e.g. prefix) stay off; where no estimate can be made (rows that are not
 conversations, an architecture the estimator does not model) it stays on, as before, and the log says why.
 """
@@ -35,18 +36,29 @@ def _gb(b: int) -> str:
     return f"{b / 2**30:.2f} GiB"
 
 
-def available_bytes(device: str) -> int:
-    """Memory this process could use now: free memory plus what it already holds (the model is in the estimate)."""
+def held_bytes(device: str) -> int:
+    """What this process holds now: its resident set on CPU (interpreter, libraries, the loaded model), its
+    allocated memory on CUDA."""
     if device == "cuda" and torch.cuda.is_available():
-        free, _total = torch.cuda.mem_get_info()
-        return int(free + torch.cuda.memory_allocated())
+        return int(torch.cuda.memory_allocated())
     import psutil
 
-    return int(psutil.virtual_memory().available + psutil.Process().memory_info().rss)
+    return int(psutil.Process().memory_info().rss)
+
+
+def available_bytes(device: str) -> int:
+    """Memory this process could use now: free memory plus what it already holds."""
+    if device == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info()
+        return int(free + held_bytes(device))
+    import psutil
+
+    return int(psutil.virtual_memory().available + held_bytes(device))
 
 
 def decide(peak_without: int, peak_with: int, available: int, margin: float = MARGIN) -> Decision:
-    """On only where the peak without checkpointing would not fit in ``margin`` of ``available``."""
+    """On only where the peak without checkpointing would not fit in ``margin`` of ``available`` (the peaks
+    include everything the process holds, see ``plan_checkpointing``)."""
     limit = int(available * margin)
     if peak_without <= limit:
         return Decision(False, f"off: estimated peak without it {_gb(peak_without)} fits in {margin:.0%} of "
@@ -85,4 +97,7 @@ def plan_checkpointing(recipe: Recipe, config: Any, lengths: list[int] | None, l
     except (ValueError, RuntimeError, KeyError, AttributeError, TypeError) as e:
         return Decision(fallback, f"on (no memory estimate: {str(e).split(';')[0]})")
     budget = int(t.memory_budget_gb * 2**30) if t.memory_budget_gb else available_bytes(device)
-    return decide(without.peak_bytes, with_.peak_bytes, budget)
+    # The estimate models the tensors (base weights included); what the process holds beyond the base (the
+    # interpreter and libraries: ~0.8 GiB of resident set on CPU) counts against the budget too.
+    overhead = max(0, held_bytes(device) - without.base_bytes)
+    return decide(without.peak_bytes + overhead, with_.peak_bytes + overhead, budget)
