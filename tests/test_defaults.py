@@ -160,7 +160,7 @@ def test_early_stopping_stops_an_overfitting_run_and_keeps_the_best_weights(tiny
                                                           "max_length": 128},
                          method={"name": "lora", "r": 16, "alpha": 32, "dropout": 0.0},
                          train={"max_steps": -1, "batch_size": 4, "lr": 2e-2, "scheduler": "constant",
-                                "warmup": 0, "eval_every": 2, "patience": 2, "log_every": 1},
+                                "warmup": 0, "eval_every": 2, "patience": 3, "log_every": 1},
                          eval={"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 2}})
     del recipe["data"]["builtin"], recipe["data"]["max_train"]
     s = train(build_recipe(recipe), progress=False)
