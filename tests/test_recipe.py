@@ -33,7 +33,8 @@ def test_minimal_recipe_gets_defaults():
     assert r.data.train is None
     assert r.data.eval_split == pytest.approx(0.1)
     assert r.data.train_on == "assistant"
-    assert r.train.lr == pytest.approx(2e-4)
+    assert r.train.lr == "auto" and r.learning_rate() == pytest.approx(2e-4)  # LoRA's default
+    assert r.train.epochs == "auto" and r.train.gradient_checkpointing == "auto"
     assert r.train.scheduler == "cosine"
     assert r.train.batch_size == 8
     assert r.train.precision == "auto"

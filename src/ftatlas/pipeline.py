@@ -13,9 +13,11 @@ from rich.console import Console
 from transformers import set_seed
 
 from ftatlas import allocator
+from ftatlas.advise.checkpointing import Decision, plan_checkpointing
 from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
+from ftatlas.data.templating import encode_all
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
@@ -144,20 +146,63 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     params = count_params(model)
     console.print(f"[bold]method[/] {r.method.name}: {params}")
     objective = r.axes.objective.entry()
-    trainer = objective.build(TrainContext(r, model, session.loaded.tokenizer, session.splits.train,
-                                           session.splits.eval, session.run, session.device,
-                                           session.precision, session.progress))
+    decision = checkpointing_decision(session, model)
+    console.print(f"[bold]gradient checkpointing[/] {decision.reason}")
+    ctx = TrainContext(r, model, session.loaded.tokenizer, session.splits.train, session.splits.eval, session.run,
+                       session.device, session.precision, session.progress, checkpointing=decision.on)
+    trainer = objective.build(ctx)
     stats = objective.stats()  # objectives that template a fixed dataset report its token/loss shares
     data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in stats.items()}
     if "train" in stats:
         console.print(f"[bold]train data[/] {stats['train'].summary()}")
+    plan = {"lr": r.learning_rate(), "lr_source": "train.lr" if r.train.lr != "auto" else
+            f"method {r.method.name}'s default (train.lr: auto)", "checkpointing": decision.__dict__,
+            "budget": ctx.budget.as_dict() if ctx.budget else None}
+    console.print(f"[bold]learning rate[/] {plan['lr']:g} ({plan['lr_source']})")
+    if ctx.budget is not None:
+        console.print(f"[bold]budget[/] {ctx.budget.reason}")
     with Measure(session.device) as m:
         out = trainer.train(resume_from_checkpoint=resume or None)
-    if trainer.eval_dataset is not None:
-        trainer.evaluate()  # final held-out loss into metrics.jsonl
+    restored = ctx.budget is not None and ctx.budget.early_stopping and \
+        trainer.state.best_global_step not in (None, trainer.state.global_step)
+    if trainer.eval_dataset is not None and (restored or ctx.budget is None or not ctx.budget.early_stopping):
+        trainer.evaluate()  # final held-out loss into metrics.jsonl (of the restored weights under early stopping)
+    plan["kept"] = kept_step(session, trainer, ctx)
+    session.run.write_json("plan.json", plan)
+    session.results["plan"] = plan
     session.run.save_weights(model, session.loaded.tokenizer)
     tokens = int(trainer.state.num_input_tokens_seen)
     return FitResult(model, params, m.stats, tokens, out.training_loss, data_stats)
+
+
+def checkpointing_decision(session: Session, model: Any) -> Decision:
+    """``gradient_checkpointing`` for this run: explicit, or decided from the memory estimate (conversation rows:
+    their templated lengths are what the estimate needs)."""
+    r = session.recipe
+    lengths = loss_tokens = None
+    if r.axes.objective.entry.data_kind == "conversations" and session.splits.train:
+        encoded, enc_stats = encode_all(session.loaded.tokenizer, session.splits.train, r.data.max_length,
+                                        r.data.train_on)
+        lengths, loss_tokens = [len(e.input_ids) for e in encoded], enc_stats.loss_tokens
+    return plan_checkpointing(r, getattr(model, "config", None), lengths, loss_tokens, session.device,
+                              session.precision.autocast is not None)
+
+
+def kept_step(session: Session, trainer: Any, ctx: TrainContext) -> dict[str, Any]:
+    """Which step's weights the run keeps; under early stopping the best by held-out loss (also a metrics line)."""
+    state = trainer.state
+    kept: dict[str, Any] = {"step": state.global_step, "stopped_early": False}
+    if ctx.budget is not None and ctx.budget.early_stopping and state.best_global_step:
+        planned = state.max_steps
+        kept = {"step": state.best_global_step, "best_eval_loss": state.best_metric,
+                "last_step": state.global_step, "planned_steps": planned,
+                "stopped_early": state.global_step < planned}
+        session.run.log_metrics({"step": state.global_step, "kept_step": state.best_global_step,
+                                 "best_eval_loss": state.best_metric, "stopped_early": kept["stopped_early"]})
+        where = f"stopped at step {state.global_step} of {planned}" if kept["stopped_early"] else "ran the budget"
+        console.print(f"[bold]early stopping[/] {where}; kept step {state.best_global_step} "
+                      f"(held-out loss {state.best_metric:.4f})")
+    return kept
 
 
 def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+DEFAULT_LR = 2e-4  # train.lr: auto for a method whose Params declare no default_lr (LoRA's rate)
 
 
 class Strict(BaseModel):
@@ -62,9 +64,22 @@ class AxisSpec(BaseModel):
 
 
 class TrainSpec(Strict):
-    epochs: float = Field(1.0, gt=0, description="passes over the training set (ignored when max_steps > 0)")
+    epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="passes over the training set (ignored when max_steps > 0); auto = whole epochs until "
+        "the model has trained on ~8k loss-carrying tokens (1 to 10 epochs, at most 2000 steps), with early "
+        "stopping on held-out loss (objectives/budget.py)")
     max_steps: int = Field(-1, description="optimizer steps; -1 = use epochs")
-    lr: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    lr: Annotated[float, Field(gt=0, lt=1)] | Literal["auto"] = Field(
+        "auto", description="peak learning rate; auto = the method's default (its Params.default_lr: 2e-4 for "
+        "LoRA, 5e-5 full, 1e-2 to 1e-1 for the methods that train few parameters)")
+    early_stopping: bool | Literal["auto"] = Field(
+        "auto", description="stop when held-out loss has not improved for `patience` evaluations and restore the "
+        "best weights (transformers' EarlyStoppingCallback + load_best_model_at_end); auto = on with epochs: auto "
+        "and max_steps unset, off when the budget is explicit")
+    patience: int = Field(3, ge=1, description="early stopping: evaluations without improvement before stopping")
+    eval_loss_rows: int | None = Field(
+        64, ge=1, description="held-out rows the eval-loss passes score (the first N; None = all); generation "
+        "metrics after training still use the whole held-out split")
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
                        "polynomial", "inverse_sqrt"] = Field("cosine", description="learning-rate schedule")
     warmup: float = Field(0.05, ge=0, description="warmup: fraction of steps if < 1, else a step count")
@@ -76,8 +91,12 @@ class TrainSpec(Strict):
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field(
         "auto", description="auto = bf16 autocast on CUDA/CPUs with bf16, else fp32")
     gradient_checkpointing: bool | Literal["auto"] = Field(
-        "auto", description="recompute activations in the backward to save memory; auto = on (TRL's default "
-        "too) for every method that allows it (not prefix, whose prefixes live in the KV cache)")
+        "auto", description="recompute activations in the backward to save memory; auto = on only where the "
+        "advisor's estimate of the peak without it exceeds 80% of the memory available (memory_budget_gb or what "
+        "the device has free), never for prefix (its prefixes live in the KV cache); decision and reason logged")
+    memory_budget_gb: float | None = Field(
+        None, gt=0, description="memory this run may use, for gradient_checkpointing: auto; default = the device's "
+        "available memory when training starts (CPU: MemAvailable plus this process's resident set)")
     packing: Literal["off", "padding_free", "best_fit"] = Field(
         "padding_free", description="sft: off = right-padded batches; padding_free = each micro-batch's rows end "
         "to end in one row, no padding, attention kept per sequence; best_fit = the same, with micro-batches "
@@ -107,7 +126,9 @@ class TrainSpec(Strict):
         "adamw", description="optimizer; paged_adamw_8bit (bitsandbytes) needs CUDA")
     liger: bool = Field(False, description="Liger Triton kernels (RMSNorm/RoPE/SwiGLU/fused CE); needs CUDA")
     log_every: int = Field(5, ge=1, description="steps between metrics.jsonl lines")
-    eval_every: int = Field(0, ge=0, description="steps between eval-loss passes; 0 = at the end only")
+    eval_every: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="steps between eval-loss passes; 0 = at the end only; auto = ~10 passes over "
+        "the budget (at most 4 an epoch) with early stopping, else 0")
     save_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only the final model")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
 
@@ -207,9 +228,16 @@ class Recipe(Strict):
     def context_params(self) -> BaseModel:
         return self.axes.context.params
 
+    def learning_rate(self) -> float:
+        """``train.lr``, with ``auto`` resolved to the method's own default (``Params.default_lr``)."""
+        if self.train.lr != "auto":
+            return float(self.train.lr)
+        return float(getattr(self.axes.method.entry.Params, "default_lr", DEFAULT_LR))
+
     def checkpointing(self) -> bool:
-        """Whether training recomputes activations: ``train.gradient_checkpointing``, with ``auto`` resolved
-        to on for every training method that allows it."""
+        """Whether training recomputes activations where no memory estimate decides (``gradient_checkpointing:
+        auto`` is decided from memory in ``ftatlas.memory_plan``; this is its fallback): an explicit value, else
+        on for every training method that allows it."""
         if self.train.gradient_checkpointing != "auto":
             return bool(self.train.gradient_checkpointing)
         method = self.axes.method.entry
@@ -237,17 +265,27 @@ class RecipeError(ValueError):
 
 def format_errors(err: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> str:
     """One line per problem: ``train.scheduler: Input should be 'linear', 'cosine', ... (got 'foo')``."""
-    lines = []
+    lines: list[str] = []
+    merged: dict[str, int] = {}  # a union field (e.g. `float | "auto"`) fails once per member: one line for all
     for e in err.errors():
-        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e["loc"]))
+        path = tuple(p for p in e["loc"] if not _UNION_MEMBER.search(str(p)))
+        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + path)
         if e["type"] == "extra_forbidden":
             lines.append(f"{loc}: unknown key{_allowed_keys(e['loc'], root or Recipe)}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = f" (got {e['input']!r})" if e["type"] not in ("missing", "value_error") else ""
+            if len(path) < len(e["loc"]) and loc in merged:
+                i = merged[loc]
+                lines[i] = lines[i].removesuffix(got) + f", or {msg[0].lower()}{msg[1:]}{got}"
+                continue
+            merged[loc] = len(lines)
             named = not loc or msg.startswith(f"{loc} ")  # axis messages already start with their path
             lines.append(f"{msg}{got}" if named else f"{loc}: {msg}{got}")
     return "\n".join(lines)
+
+
+_UNION_MEMBER = re.compile(r"^(constrained-|literal\[|function-)|^(int|float|bool|str)$")
 
 
 def _allowed_keys(loc: tuple, root: type[BaseModel]) -> str:

@@ -96,7 +96,41 @@ def run_summary(session: Session) -> dict[str, Any]:
                 "train_seconds": round(fit.stats.seconds, 2), "train_peak_bytes": fit.stats.peak_bytes,
                 "memory_kind": fit.stats.kind, "train_tokens": fit.tokens, "tokens_per_s": round(fit.tokens_per_s, 1),
                 "train_loss": fit.train_loss}
+    plan = session.results.get("plan")
+    if plan is not None:
+        kept = plan.get("kept") or {}
+        out |= {"lr": plan["lr"], "gradient_checkpointing": plan["checkpointing"]["on"],
+                "kept_step": kept.get("step"), "stopped_early": kept.get("stopped_early", False),
+                "planned_steps": kept.get("planned_steps"), "best_eval_loss": kept.get("best_eval_loss"),
+                "eval_loss_curve": eval_loss_curve(session.run.read_metrics())}
     return out
+
+
+def eval_loss_curve(metrics: list[dict]) -> list[list[float]]:
+    """[[step, eval_loss], ...] of the held-out passes during training (not the final pass over the kept weights,
+    which follows the last one at the same step)."""
+    points = [[r["step"], round(r["eval_loss"], 5)] for r in metrics if "eval_loss" in r]
+    return points[:-1] if len(points) > 1 and points[-1][0] == points[-2][0] else points
+
+
+def plan_lines(plan: dict, curve: list[list[float]]) -> list[str]:
+    """report.md's training-plan section: the chosen budget, rate and checkpointing with reasons, the eval-loss
+    curve and the kept step."""
+    kept = plan.get("kept") or {}
+    lines = ["## Training plan", "", f"- learning rate: {plan['lr']:g} ({plan['lr_source']})",
+             f"- gradient checkpointing: {plan['checkpointing']['reason']}"]
+    if plan.get("budget"):
+        lines.append(f"- budget: {plan['budget']['reason']}")
+    if kept.get("last_step") is not None:
+        how = f"stopped early at step {kept['last_step']} of {kept['planned_steps']}" if kept["stopped_early"] \
+            else f"ran all {kept['planned_steps']} steps"
+        lines.append(f"- {how}; kept step {kept['step']} (held-out loss {kept['best_eval_loss']:.4f})")
+    else:
+        lines.append(f"- kept step {kept.get('step')} (the last)")
+    if curve:
+        lines += ["", "| step | held-out loss |", "|---|---|"]
+        lines += [f"| {int(st)}{' (kept)' if st == kept.get('step') else ''} | {loss:.4f} |" for st, loss in curve]
+    return lines + [""]
 
 
 def write_report(session: Session) -> None:
@@ -120,6 +154,8 @@ def write_report(session: Session) -> None:
         parts.append(f"- train tokens: {d['tokens']:,}, {d['loss_share']:.1%} carry loss, "
                      f"{d['truncated']} rows truncated, final train loss {fit.train_loss:.4f}")
     parts += ["", f"## Held-out metrics (%, n={session.results['after']['n']})", "", markdown_table(rows), ""]
+    if "plan" in session.results:
+        parts += plan_lines(session.results["plan"], eval_loss_curve(session.run.read_metrics()))
     parts += ["## First held-out examples", ""]
     for ex in session.results["after"]["examples"][:5]:
         parts += [f"- prompt: {ex['prompt']!r}", f"  - reference: `{ex['reference']}`",

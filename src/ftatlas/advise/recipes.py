@@ -3,7 +3,9 @@
 Each goal gets the sequence the seeds name for it: task/style -> SFT with the chosen method; knowledge -> RAG
 (method none, context rag; the index comes from ``ftatlas rag ingest``) plus LoRA SFT with the passages in
 the prompts for the answer format; chat -> SFT then DPO; alignment -> DPO; reasoning -> GRPO with reward
-functions. Every recipe is validated with ``build_recipe`` before it is written.
+functions. Every recipe is validated with ``build_recipe`` before it is written. SFT recipes leave the budget,
+learning rate and gradient checkpointing on ``auto`` (objectives/budget.py, the method's default rate, the memory
+estimate); preference and online objectives, which have no auto budget, keep an explicit one.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def plan(goal: str, model: str, data: str, method: str, method_params: dict[str,
     """(file stem, purpose, recipe dict) for each recipe of ``goal``; recipes run in the listed order."""
     m = {"name": method, **method_params}
     lora = {"name": "lora", "r": 16, "alpha": 32}
-    train = {"batch_size": batch_size, "epochs": 1}
+    train = {"batch_size": batch_size}  # epochs, lr and checkpointing: auto (decided from the data and machine)
     base = {"model": {"name": model, "device": device}, "data": _data_block(data, max_length)}
     out = []
     if method == "none" and goal != "knowledge":  # the map ended at in-context learning (or nothing fits)

@@ -111,6 +111,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             "trainable params": f"{r.get('trainable_params') or 0:,}",
             "peak memory": f"{(r.get('peak_bytes') or 0) / 2**30:.2f} GiB {kind}",
             "train time": f"{r.get('train_seconds') or 0:.0f} s",
+            "kept step": kept_step_text(r),
             "tokens/s": f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "-",
             "prompt tokens/request": f"{r.get('prompt_tokens') or 0:.0f}",
             "latency/request": f"{r['latency_s']:.2f} s" if r.get("latency_s") is not None else "-",
@@ -120,8 +121,19 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
-_COST_COLUMNS = ("trainable params", "peak memory", "train time", "tokens/s", "prompt tokens/request",
+_COST_COLUMNS = ("trainable params", "peak memory", "train time", "kept step", "tokens/s", "prompt tokens/request",
                  "latency/request")
+
+
+def kept_step_text(r: dict[str, Any]) -> str:
+    """``40 of 120 (early stop)``: the step whose weights a cell kept, of the steps its budget planned."""
+    kept = r.get("kept_step")
+    if kept is None:
+        return "-"
+    planned = r.get("planned_steps")
+    if planned is None:
+        return str(kept)
+    return f"{kept} of {planned}" + (" (early stop)" if r.get("stopped_early") else "")
 
 
 def write_reports(spec: ArenaSpec, rows: list[dict[str, Any]], root: Path) -> None:
@@ -173,9 +185,14 @@ def _plots(rows: list[dict[str, Any]], metric: str | None, root: Path) -> dict[s
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in curves:
             steps, losses = zip(*r["losses"], strict=True)
-            ax.plot(steps, losses, label=r["cell"])
+            line, = ax.plot(steps, losses, label=r["cell"])
+            if r.get("eval_losses"):  # held-out loss dashed in the same colour, the kept step marked
+                es, el = zip(*r["eval_losses"], strict=True)
+                ax.plot(es, el, "--", color=line.get_color())
+                if r.get("kept_step") in es:
+                    ax.plot([r["kept_step"]], [el[es.index(r["kept_step"])]], "o", color=line.get_color())
         ax.set_xlabel("step")
-        ax.set_ylabel("train loss")
+        ax.set_ylabel("train loss (held-out dashed, kept step o)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()

@@ -176,6 +176,10 @@ def _results(run_dir: Path) -> dict[str, Any]:
         "train_seconds": summary.get("train_seconds", 0.0),
         "tokens_per_s": summary.get("tokens_per_s"),
         "losses": losses,
+        "eval_losses": summary.get("eval_loss_curve") or [],
+        "kept_step": summary.get("kept_step"),
+        "planned_steps": summary.get("planned_steps"),
+        "stopped_early": summary.get("stopped_early", False),
     }
 
 

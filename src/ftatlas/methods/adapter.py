@@ -10,6 +10,8 @@ sub-layer: peft has no bottleneck adapter. peft supports it for llama/mistral (a
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from peft import AdaptionPromptConfig
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -21,6 +23,7 @@ MODEL_TYPES = ("llama", "mistral", "gpt2")  # peft's adaption_prompt TRANSFORMER
 
 class AdapterParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 1e-2  # train.lr: auto; the rate examples/adapter.yaml trains contacts with
     adapter_len: int = Field(10, ge=1, description="learnable prompt vectors per adapted layer")
     adapter_layers: int | None = Field(
         None, ge=1, description="adapt the top N attention blocks; null = every block")

@@ -12,7 +12,7 @@ groups. The result is a plain model (saved to model/); there is nothing to merge
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +28,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 class BitFitParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 1e-2  # train.lr: auto; the rate examples/bitfit.yaml trains contacts with
     add_bias: bool = Field(False, description="add zero-initialised trainable biases (for models without any)")
     targets: list[str] = Field(
         default_factory=lambda: [n for g in GROUPS.values() for n in g],

@@ -7,6 +7,7 @@ trains both; the parameter count reports it once.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -16,6 +17,7 @@ from ftatlas.methods.base import Method, decoder_layers, register
 
 class FreezeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 1e-4  # train.lr: auto; full fine-tuning's rate x2 (fewer, top layers train)
     top_n: int = Field(2, ge=0, description="train the last N transformer blocks")
     layers: list[int] | None = Field(None, description="train these block indices (negative counts from the end)")
     head: bool = Field(False, description="train the LM head (tied with the embeddings on many models)")
@@ -27,7 +29,7 @@ class FreezeParams(BaseModel):
 class Freeze(Method):
     summary = "only the top N blocks / chosen layers / head / norms train"
     Params = FreezeParams
-    decision_leaves = {"E": 0}
+    decision_leaves = {"E": 1}  # partial FT: measured behind LoRA on label tasks (issue #19), the fallback
     min_rows = 200
 
     def apply(self, model: nn.Module, params: FreezeParams) -> nn.Module:

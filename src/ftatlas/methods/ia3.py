@@ -7,7 +7,7 @@ scale their *output*; ``feedforward_modules`` (a subset of the targets, here ``d
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from peft import IA3Config
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +18,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class IA3Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 1e-2  # train.lr: auto; the rate examples/ia3.yaml trains contacts with
     target_modules: list[str] | Literal["all-linear"] = Field(
         ["k_proj", "v_proj", "down_proj"], description="module names to rescale, or all-linear")
     feedforward_modules: list[str] = Field(

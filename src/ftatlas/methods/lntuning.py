@@ -9,6 +9,7 @@ post_attention_layernorm; list the names to train more. Mergeable: merge swaps i
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 from peft import LNTuningConfig
 from peft.utils import TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
@@ -20,6 +21,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class LNTuningParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 1e-2  # train.lr: auto; the rate examples/lntuning.yaml trains contacts with
     target_modules: list[str] | None = Field(
         None, description="norm module names to train; unset: peft's defaults for the architecture, else all norms")
 

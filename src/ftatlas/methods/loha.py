@@ -7,7 +7,7 @@ r^2. The update is a weight delta, so it merges into the base.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from peft import LoHaConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class LoHaParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 5e-3  # train.lr: auto; from a sweep on contacts (examples/loha.yaml)
     r: int = Field(8, ge=1, description="rank of each of the two factor products")
     alpha: float = Field(8, gt=0, description="scale numerator (update scaled by alpha/r)")
     rank_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on rows of the update during training")

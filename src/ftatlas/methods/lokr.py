@@ -7,7 +7,7 @@ The layer's in/out sizes are factorised (``decompose_factor``, -1 = as square as
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from peft import LoKrConfig
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +18,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class LoKrParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 2e-3  # train.lr: auto; from a sweep on contacts (examples/lokr.yaml)
     r: int = Field(8, ge=1, description="rank of the low-rank Kronecker factor")
     alpha: float = Field(8, gt=0, description="scale numerator (update scaled by alpha/r)")
     decompose_both: bool = Field(False, description="also make the small Kronecker factor low-rank")

@@ -8,7 +8,7 @@ Variants are options of ``lora`` (one spelling, documented): ``use_dora`` (DoRA)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from peft import LoftQConfig, LoraConfig
@@ -22,6 +22,7 @@ INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 
 class LoraParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 2e-4  # train.lr: auto; LoRA's usual rate
     r: int = Field(16, ge=1, description="rank of the update")
     alpha: float = Field(32, gt=0, description="scale numerator; usually 2*r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
@@ -67,7 +68,7 @@ def lora_config(params: LoraParams, model: nn.Module) -> LoraConfig:
 class Lora(PeftMethod):
     summary = "low-rank adapters on linear layers (peft); DoRA/rsLoRA/PiSSA/OLoRA as options; mergeable"
     Params = LoraParams
-    decision_leaves = {"G": 0, "K": 0}
+    decision_leaves = {"E": 0, "G": 0, "K": 0}  # E: LoRA beat freeze on label tasks (issue #19: 98.8% vs 42.5%)
     min_rows = 50
 
     def peft_config(self, params: LoraParams, model: nn.Module) -> LoraConfig:

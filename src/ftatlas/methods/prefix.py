@@ -14,7 +14,7 @@ that turns the shape mismatch into a clear error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from peft import PrefixTuningConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +29,7 @@ CHECKPOINTING_ERROR = ("method 'prefix' does not work with train.gradient_checkp
 
 class PrefixParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 1e-1  # train.lr: auto; from a sweep on contacts (examples/prefix.yaml)
     num_virtual_tokens: int = Field(16, ge=1, description="prefix length (key/value positions per layer)")
     prefix_projection: bool = Field(False, description="produce the prefixes with an MLP (reparameterisation)")
     encoder_hidden_size: int | None = Field(

@@ -9,7 +9,7 @@ local directory (``model.name_or_path``, as ftatlas's loader does); ``init: rand
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from peft import PromptTuningConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class PromptParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 3e-2  # train.lr: auto; the rate examples/prompt.yaml trains contacts with
     num_virtual_tokens: int = Field(16, ge=1, description="length of the learned soft prompt")
     init: Literal["random", "text"] = Field("random", description="random vectors, or the embeddings of init_text")
     init_text: str = Field("Extract the requested fields and answer in the expected format.",

@@ -5,7 +5,7 @@ prepended to the input embeddings; the model's own weights stay frozen.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from peft import PromptEncoderConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class PTuningParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 3e-2  # train.lr: auto; from a sweep on contacts (examples/ptuning.yaml)
     num_virtual_tokens: int = Field(16, ge=1, description="number of virtual tokens prepended to the input")
     encoder_hidden_size: int | None = Field(
         None, ge=1, description="hidden size of the prompt encoder; null = the model's hidden size")

@@ -10,7 +10,7 @@ The update is a weight delta, so it merges into the base.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from peft import VeraConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,7 @@ from ftatlas.methods.base import PeftMethod, register
 
 class VeraParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    default_lr: ClassVar[float] = 5e-2  # train.lr: auto; from a sweep on contacts (examples/vera.yaml)
     r: int = Field(256, ge=1, description="rank of the shared frozen random projections")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="module names to adapt, or all-linear (every linear but the LM head)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 from ftatlas.data.records import Conversation
 from ftatlas.models.accel import check_cuda_options
 from ftatlas.models.device import Precision
+from ftatlas.objectives.budget import Budget, budget_arguments, plan_budget
 from ftatlas.recipe import Recipe
 from ftatlas.registry import Registry
 from ftatlas.runs import RunDir
@@ -33,6 +35,8 @@ class TrainContext:
     device: str
     precision: Precision
     progress: bool = True
+    checkpointing: bool | None = None  # decided from memory by the pipeline (memory_plan); None: recipe's fallback
+    budget: Budget | None = None  # set by training_arguments: the resolved epochs/steps/early stopping
 
 
 class Objective:
@@ -71,18 +75,21 @@ OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
 def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[TrainingArguments] = TrainingArguments,
-                       **extra: Any) -> TrainingArguments:
+                       budget: Budget | None = None, **extra: Any) -> TrainingArguments:
     """Map the recipe's ``train`` block onto TrainingArguments, or a subclass such as TRL's DPOConfig
     (``args_class``; ``extra`` carries its own fields and may override these), so every objective trains
-    under the same settings."""
+    under the same settings. ``budget``: the objective's resolved budget (objectives/budget.py); by default
+    one planned from the row count, without early stopping. It is kept on ``ctx.budget``."""
     t = ctx.recipe.train
     half = ctx.precision.autocast
-    checkpointing = ctx.recipe.checkpointing()
+    checkpointing = ctx.recipe.checkpointing() if ctx.checkpointing is None else ctx.checkpointing
+    if budget is None:
+        steps = math.ceil(len(ctx.train_rows) / (t.batch_size * t.grad_accum))
+        budget = plan_budget(t, steps, None, has_eval, stoppable=False)
+    ctx.budget = budget
     fields: dict[str, Any] = dict(
         output_dir=str(ctx.run.checkpoints_dir),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        learning_rate=t.lr,
+        learning_rate=ctx.recipe.learning_rate(),
         lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup,
         per_device_train_batch_size=t.batch_size,
@@ -98,8 +105,6 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         logging_steps=t.log_every,
         logging_nan_inf_filter=False,  # Trainer would hide NaN/inf losses from logs; MetricsLogger stops on them
-        eval_strategy="steps" if has_eval and t.eval_every else "no",
-        eval_steps=t.eval_every or None,
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or None,
         save_total_limit=t.save_total_limit,
@@ -109,5 +114,6 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         disable_tqdm=True,  # our ProgressBar callback shows loss and tokens/s instead of printed dicts
         dataloader_num_workers=0,
     )
+    fields |= budget_arguments(budget, t)  # epochs/max_steps, eval steps, early stopping's best-checkpoint keeping
     fields |= check_cuda_options(t, ctx.device)  # train.optim / train.liger, or a clear stop where they cannot run
     return args_class(**(fields | extra))

@@ -41,7 +41,8 @@ class GRPO(OnlineObjective):
 
 def online_trainer(ctx: TrainContext, p: TRLParams, trainer_cls: type, config_cls: type, **fields: Any) -> Any:
     """A TRL online trainer (GRPO/RLOO) on the recipe's prompts, rewards and train settings."""
-    held = prompt_dataset(ctx, ctx.eval_rows) if ctx.eval_rows and ctx.recipe.train.eval_every else None
+    every = ctx.recipe.train.eval_every  # auto: no held-out passes during online training
+    held = prompt_dataset(ctx, ctx.eval_rows) if ctx.eval_rows and every not in (0, "auto") else None
     args = training_arguments(ctx, has_eval=held is not None, args_class=config_cls,
                               **trl_fields(p, ctx.recipe.train.batch_size), **fields)
     args.include_num_input_tokens_seen = "no"  # TRL counts tokens itself (logged as num_tokens)

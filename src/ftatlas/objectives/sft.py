@@ -13,6 +13,7 @@ batch size, gradient accumulation and packing do not change it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from ftatlas.models.chunked_ce import LossWorkspace, chunked_lm_loss_sum, rewrit
 from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
+from ftatlas.objectives.budget import early_stopping_callbacks, plan_budget
 from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 
 
@@ -138,15 +140,19 @@ class SFT(Objective):
             lengths = [len(r.input_ids) for r in train]
             budget = t.pack_tokens or t.batch_size * round(sum(lengths) / len(lengths))
             sampler = BestFitBatchSampler(lengths, budget, seed=t.seed)
+        batches = len(sampler) if sampler is not None else math.ceil(len(train) / t.batch_size)
+        loss_held = held[: t.eval_loss_rows] if t.eval_loss_rows else held  # the eval-loss passes' rows
+        budget = plan_budget(t, math.ceil(batches / t.grad_accum), self.train_stats.loss_tokens, bool(held))
         trainer = LossTokenTrainer(
             model=ctx.model,
-            args=training_arguments(ctx, has_eval=bool(held), **extra),
+            args=training_arguments(ctx, has_eval=bool(held), budget=budget, **extra),
             train_dataset=EncodedDataset(train),
-            eval_dataset=EncodedDataset(held) if held else None,
+            eval_dataset=EncodedDataset(loss_held) if held else None,
             data_collator=PackedCollator(t.pad_multiple, ctx.tokenizer.pad_token_id) if packed
             else PadCollator(ctx.tokenizer, t.pad_multiple),
             processing_class=ctx.tokenizer,
-            callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim()],
+            callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim(),
+                       *early_stopping_callbacks(budget)],
             chunk=t.loss_chunk if t.chunked_loss and split_lm(ctx.model) is not None else None,
             batch_sampler=sampler,
             multiple=t.pad_multiple,

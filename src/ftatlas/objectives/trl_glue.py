@@ -63,7 +63,8 @@ def refuse_methods(recipe: Any, trainer: str, why: str, cannot: Callable[[type[M
 def trl_args(ctx: TrainContext, args_class: type[TrainingArguments], has_eval: bool, **fields: Any) -> Any:
     """A TRL config carrying the recipe's settings plus the objective's own ``fields``."""
     return training_arguments(ctx, has_eval, args_class=args_class,
-                              gradient_checkpointing=ctx.recipe.checkpointing(),
+                              gradient_checkpointing=ctx.recipe.checkpointing() if ctx.checkpointing is None
+                              else ctx.checkpointing,
                               max_length=ctx.recipe.data.max_length, **fields)
 
 
