@@ -396,3 +396,13 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
 
 def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def __getattr__(name: str) -> Any:
+    """``build_recipe`` / ``load_recipe`` live in ``ftatlas.resolve`` (they import the axes); reached through
+    this module on first use so importing ``ftatlas.recipe`` itself stays free of any axis."""
+    if name in ("build_recipe", "load_recipe"):
+        from ftatlas import resolve
+
+        return getattr(resolve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
