@@ -76,11 +76,14 @@ def main() -> None:
             reports.append(r)
             print(f"{spec}: {_size(r['size_bytes'])}, {r['export']['metrics']}, "
                   f"{r['export'].get('gen_tokens_per_s')} tok/s, {r['export_seconds']} s", flush=True)
+            write(reports, args)  # after every artifact: a run cut short keeps what it measured
+    print(table(reports))
+
+
+def write(reports: list[dict], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(reports, indent=2) + "\n")
-    md = table(reports)
-    (RESULTS / f"{args.name}.md").write_text(f"# export bench: {args.run}\n\n{md}\n")
-    print(md)
+    (RESULTS / f"{args.name}.md").write_text(f"# export bench: {args.run}\n\n{table(reports)}\n")
 
 
 if __name__ == "__main__":

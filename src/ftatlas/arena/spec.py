@@ -53,10 +53,14 @@ class Cell(BaseModel):
     @classmethod
     def _formats(cls, v: list[str]) -> list[str]:
         from ftatlas.export.formats import EXPORTERS, import_formats
+        from ftatlas.registry import UnknownNameError
 
         import_formats()
         for spec in v:
-            EXPORTERS.get(spec.partition(":")[0])  # unknown format: the error lists the known ones
+            try:
+                EXPORTERS.get(spec.partition(":")[0])
+            except UnknownNameError as e:  # pydantic reports ValueErrors with the field's location
+                raise ValueError(str(e)) from None
         return v
 
 
