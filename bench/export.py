@@ -4,7 +4,8 @@ Each artifact is written by ``ftatlas.export.api.export_run``, loaded in its rea
 llama.cpp) and re-scored on the run's held-out split with the run's metrics and decoding. Columns: size on
 disk, every held-out metric with its bootstrap 95% interval, generation tokens/s in the consumer (answer
 tokens / generation seconds, prompt processing included), and the logit parity against the fp32 run.
-The baseline row is the unexported run (fp32 base + adapter in transformers, its own eval.json).
+The baseline row is the unexported run (merged fp32 in transformers), scored in the same process as the
+first artifact (``reuse_eval=False``), so its tokens/s compare with theirs.
 
     flock /tmp/ftatlas-heavy.lock python bench/export.py --run runs/quickstart
     python bench/export.py --run runs/quickstart --artifacts gguf:q8_0,gguf:q4_k_m
@@ -37,7 +38,7 @@ def _metric(row: dict, name: str) -> str:
 
 
 def table(reports: list[dict]) -> str:
-    ref = reports[0]["reference"]
+    ref = reports[0]["reference"]  # scored in the same process as the first artifact
     names = list(ref["metrics"])
     head = ["artifact", "consumer", "size", *names, "gen tok/s", "logits rel diff", "argmax agree", "flag"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -71,7 +72,7 @@ def main() -> None:
             fmt, _, quant = spec.partition(":")
             t0 = time.perf_counter()
             r = export_run(args.run, fmt, quant or None, Path(tmp) / spec.replace(":", "-"),
-                           max_examples=args.max_examples, progress=False)
+                           max_examples=args.max_examples, progress=False, reuse_eval=False)
             r["export_seconds"] = round(time.perf_counter() - t0, 1)
             reports.append(r)
             print(f"{spec}: {_size(r['size_bytes'])}, {r['export']['metrics']}, "

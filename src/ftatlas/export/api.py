@@ -21,8 +21,9 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_run(run_dir: str | Path, to: str, quant: str | None = None, out: str | Path | None = None,
-               max_examples: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Export, check and re-score; returns the ``export.json`` body (also written into the output folder)."""
+               max_examples: int | None = None, progress: bool = True, reuse_eval: bool = True) -> dict[str, Any]:
+    """Export, check and re-score; returns the ``export.json`` body (also written into the output folder).
+    ``reuse_eval=False`` re-scores the run itself too, instead of reading its eval.json."""
     exporter = get_exporter(to)
     quant = exporter.check(quant)  # a bad --quant fails before the model loads
     src = load_source(run_dir)
@@ -35,7 +36,7 @@ def export_run(run_dir: str | Path, to: str, quant: str | None = None, out: str 
         exported = score(consumer, src, held, progress)
     finally:
         consumer.close()
-    reference = run_reference(src, held, progress)
+    reference = run_reference(src, held, progress, reuse_eval)
     flagged = drops(reference, exported)
     report = {
         "run": str(src.run.path),
@@ -45,6 +46,7 @@ def export_run(run_dir: str | Path, to: str, quant: str | None = None, out: str 
         "path": str(artifact.path),
         "files": [str(f) for f in artifact.files],
         "size_bytes": artifact.size_bytes,
+        "files_bytes": artifact.files_bytes,
         "source_fp32_bytes": sum(p.numel() * 4 for p in src.model.parameters()),
         "consumer": consumer.name,
         **artifact.notes,

@@ -28,10 +28,17 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
-        total = 0
-        for f in self.files:
-            total += sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) if f.is_dir() else f.stat().st_size
-        return total
+        """The artifact a consumer loads (a GGUF file, or a checkpoint folder with its tokenizer)."""
+        return _bytes(self.path)
+
+    @property
+    def files_bytes(self) -> int:
+        """Everything written (e.g. a GGUF plus its LoRA GGUF and Modelfile)."""
+        return sum(_bytes(f) for f in self.files)
+
+
+def _bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 class Consumer:

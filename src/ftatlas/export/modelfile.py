@@ -38,6 +38,10 @@ def _render(tok: PreTrainedTokenizerBase, roles: list[tuple[str, str]], gen: boo
 
 
 def _between(text: str, a: str | None, b: str | None) -> str:
+    for k in (a, b):
+        if k and _MARK[k] not in text:  # e.g. a system prompt folded into the first user turn elsewhere
+            raise ExportError("the chat template does not render every message in place; write the Modelfile "
+                              "TEMPLATE by hand (https://github.com/ollama/ollama/blob/main/docs/template.md)")
     start = text.index(_MARK[a]) + len(_MARK[a]) if a else 0
     return text[start: text.index(_MARK[b]) if b else len(text)]
 
@@ -114,10 +118,10 @@ def stop_tokens(tok: PreTrainedTokenizerBase, w: Wrappers) -> list[str]:
     stops = [tok.eos_token] if tok.eos_token else []
     special = sorted(set(tok.all_special_tokens) | {str(t) for t in tok.added_tokens_decoder.values()
                                                      if getattr(t, "special", False)}, key=len, reverse=True)
-    closing = [t for t in special if t and t in w.assistant[1] and t not in stops]
-    if not closing and w.user[0].strip():  # plain-text turns: stop where the next user turn would begin
-        closing = [w.user[0].strip()]
-    return stops + closing
+    in_suffix = [t for t in special if t and t in w.assistant[1]]
+    if not in_suffix and w.user[0].strip():  # plain-text turns: stop where the next user turn would begin
+        return stops + [w.user[0].strip()]
+    return stops + [t for t in in_suffix if t not in stops]
 
 
 def _quote(value: str) -> str:

@@ -108,10 +108,11 @@ def tokens_per_s(tok: Any, result: dict[str, Any]) -> float | None:
     return round(tokens / result["seconds"], 1)
 
 
-def run_reference(src: Source, held: Heldout, progress: bool = True) -> dict[str, Any]:
-    """The unexported run's score: its eval.json when it covers the same rows and metrics, else scored now."""
+def run_reference(src: Source, held: Heldout, progress: bool = True, reuse: bool = True) -> dict[str, Any]:
+    """The unexported run's score: its eval.json when it covers the same rows and metrics (and ``reuse``),
+    else scored now (e.g. so that tokens/s of the run and its export come from the same process)."""
     path = src.run.path / "eval.json"
-    if path.is_file():
+    if reuse and path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("n") == len(held.rows) and all(m in saved.get("metrics", {}) for m in held.metrics):
             saved.setdefault("gen_tokens_per_s", tokens_per_s(src.tokenizer, saved))
