@@ -65,3 +65,23 @@ def export_cmd(
     out.print(f"written: {report['dir']} (export.json beside it)", highlight=False)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+@app.command("merge-models")
+def merge_models_cmd(
+    spec_file: Annotated[Path, typer.Argument(help="merge spec YAML (method, base, models, out; see docs/export.md)")],
+) -> None:
+    """Merge runs or models with mergekit (linear, task arithmetic, SLERP, TIES, DARE) and re-score the merge."""
+    from ftatlas.export.merge_models import load_spec, merge_models
+
+    try:
+        report = merge_models(load_spec(spec_file))
+    except USER_ERRORS as e:
+        fail(e)
+    merged = report["merged"]
+    for row in [*report["inputs"], {"run": f"merged ({report['method']})", **merged}]:
+        cells = ", ".join(f"{k} {v:.3f}" + (f" [{row['ci95'][k][0]:.3f}, {row['ci95'][k][1]:.3f}]"
+                                            if k in (row.get("ci95") or {}) else "")
+                          for k, v in (row.get("metrics") or {}).items())
+        out.print(f"{row['run']}: {cells}", highlight=False, soft_wrap=True)
+    out.print(f"merged model: {report['out']} (merge.json beside it)", highlight=False)
