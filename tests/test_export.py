@@ -40,7 +40,7 @@ def test_safetensors_is_bf16_loads_plainly_and_matches_the_run(lora_run, tmp_pat
     assert set(report["export"]["metrics"]) == set(report["reference"]["metrics"]) and report["export"]["n"] == 4
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "st" / "model")
     assert model.dtype == torch.bfloat16
-    run_model, _, _ = load_run_or_model(str(lora_run))
+    run_model = load_run_or_model(str(lora_run))[0].model
     with torch.no_grad():
         torch.testing.assert_close(model.float()(input_ids=IDS).logits, run_model(input_ids=IDS).logits,
                                    atol=0.05, rtol=0.05)
