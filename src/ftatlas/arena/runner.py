@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from ftatlas.allocator import preload_env
+from ftatlas.arena.exports import export_rows
 from ftatlas.arena.spec import ArenaSpec, Cell, recipe_hash
 from ftatlas.recipe import Recipe, RecipeError, dump_recipe, format_errors
 from ftatlas.runs import atomic_write
@@ -97,7 +98,14 @@ def run_arena(spec: ArenaSpec, only: list[str] | None = None, log: Callable[[str
 
     for job, returncode, wall in executor(jobs()):
         rows[job.cell.name] = finish_cell(job, returncode, wall, log)
-    ordered = [rows[c.name] for c in spec.cells if c.name in rows]
+    ordered = []
+    for cell in spec.cells:
+        row = rows.get(cell.name)
+        if row is None:
+            continue
+        ordered.append(row)
+        if cell.export and row.get("status") == "ok":  # earlier exports of an unchanged cell are reused
+            ordered += export_rows(row, cell.export, cells_dir, log)
     write_reports(spec, ordered, root)
     return root, ordered
 

@@ -8,11 +8,12 @@ train: {epochs: 1, batch_size: 8}
 eval: {max_examples: 50}
 cells:
   - {name: rag, method: none, context: {mode: rag, index: builtin:knowledge, k: 2}}
-  - {name: lora, method: {name: lora, r: 16}, set: [train.epochs=2]}
+  - {name: lora, method: {name: lora, r: 16}, set: [train.epochs=2], export: [gguf:q4_k_m]}
 ```
 
 A cell's ``method``/``objective``/``context``/``train``/``eval`` blocks are merged over the shared ones and
-its ``set`` list of dotted overrides comes last, so each cell resolves to an ordinary recipe.
+its ``set`` list of dotted overrides comes last, so each cell resolves to an ordinary recipe. A cell's ``export``
+list adds one row per exported artifact, re-scored on the same held-out split (``ftatlas.arena.exports``).
 """
 
 from __future__ import annotations
@@ -39,12 +40,28 @@ class Cell(BaseModel):
     eval: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
     set: list[str] = Field(default_factory=list, description="dotted overrides, e.g. train.lr=1e-4")
+    export: list[str] = Field(default_factory=list, description="exports re-scored as extra rows of the table, "
+                              "FORMAT[:QUANT] as for ftatlas export, e.g. [gguf:q4_k_m, bnb-4bit]")
 
     @field_validator("name")
     @classmethod
     def _slug(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError(f"cell name {v!r}: use letters, digits, '-', '_' or '.'")
+        return v
+
+    @field_validator("export")
+    @classmethod
+    def _formats(cls, v: list[str]) -> list[str]:
+        from ftatlas.export.formats import EXPORTERS, import_formats
+        from ftatlas.registry import UnknownNameError
+
+        import_formats()
+        for spec in v:
+            try:
+                EXPORTERS.get(spec.partition(":")[0])
+            except UnknownNameError as e:  # pydantic reports ValueErrors with the field's location
+                raise ValueError(str(e)) from None
         return v
 
 

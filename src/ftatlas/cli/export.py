@@ -1,4 +1,4 @@
-"""Commands that turn a run into something else to ship: merge."""
+"""Commands that turn a run into something else to ship: merge, export."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ftatlas.cli.common import USER_ERRORS, app, fail, out
+from ftatlas.export.report import export_table
 
 
 @app.command()
@@ -30,3 +31,57 @@ def merge(
         out.print(f"vs the 4-bit model it trained on: {r.vs_trained_4bit:.2e} (quantization error)", highlight=False)
     if not r.within_tolerance:
         raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[str, typer.Argument(help="run directory to export")],
+    to: Annotated[str, typer.Option("--to", help="format: safetensors, gguf, bnb-4bit, bnb-8bit")],
+    quant: Annotated[str | None, typer.Option(
+        "--quant", help="safetensors: bf16|f16|f32; gguf: f16|bf16|q8_0|q4_k_m|q5_k_m|... (default per format)")]
+    = None,
+    output: Annotated[Path | None, typer.Option("--out", help="output folder (default RUN/exports/FORMAT-QUANT)")]
+    = None,
+    max_examples: Annotated[int | None, typer.Option(
+        "--max-examples", help="re-score on the first N held-out rows (default: the run's eval.max_examples)")]
+    = None,
+) -> None:
+    """Write the run in another format, load it in its real consumer and re-score it next to the run."""
+    from ftatlas.export.api import export_run
+
+    try:
+        report = export_run(run_dir, to, quant, output, max_examples=max_examples)
+    except USER_ERRORS as e:
+        fail(e)
+    out.print(export_table(report))
+    lp = report["logit_parity"]
+    bound = f" (bound {lp['tolerance']:g}: {'OK' if lp['within_tolerance'] else 'MISMATCH'})" if lp["tolerance"] \
+        else " (no bound for this quant: judged by the metric interval)"
+    out.print(f"logits vs the fp32 run on {lp['prompts']} held-out prompts: max |diff| / max |logit| = "
+              f"{lp['rel_diff']:.2e}, next-token argmax agrees at {lp['top1_agreement']:.1%} of "
+              f"{lp['positions']} positions{bound}", highlight=False, soft_wrap=True)
+    for name, why in report["drops"].items():
+        out.print(f"[bold red]drop:[/] {name} {why}", highlight=False)
+    out.print(f"written: {report['dir']} (export.json beside it)", highlight=False)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("merge-models")
+def merge_models_cmd(
+    spec_file: Annotated[Path, typer.Argument(help="merge spec YAML (method, base, models, out; see docs/export.md)")],
+) -> None:
+    """Merge runs or models with mergekit (linear, task arithmetic, SLERP, TIES, DARE) and re-score the merge."""
+    from ftatlas.export.merge_models import load_spec, merge_models
+
+    try:
+        report = merge_models(load_spec(spec_file))
+    except USER_ERRORS as e:
+        fail(e)
+    merged = report["merged"]
+    for row in [*report["inputs"], {"run": f"merged ({report['method']})", **merged}]:
+        cells = ", ".join(f"{k} {v:.3f}" + (f" [{row['ci95'][k][0]:.3f}, {row['ci95'][k][1]:.3f}]"
+                                            if k in (row.get("ci95") or {}) else "")
+                          for k, v in (row.get("metrics") or {}).items())
+        out.print(f"{row['run']}: {cells}", highlight=False, soft_wrap=True)
+    out.print(f"merged model: {report['out']} (merge.json beside it)", highlight=False)

@@ -4,6 +4,7 @@ metrics and the model metrics (log-likelihood, reward model, judge, schema), boo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -76,11 +77,15 @@ def evaluate_rows(
     progress: bool = True,
     desc: str = "evaluating",
     context: Context | None = None,
+    generator: Callable[[list[str]], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Return ``{"metrics": {...}, "ci95": {...}, "n": N, "examples": [...], ...}`` per the run-directory contract.
 
     Metrics that score log-likelihoods only (mc_accuracy, perplexity) need no generation; when every requested
-    metric is one of those, nothing is generated and ``prediction`` is null in the examples."""
+    metric is one of those, nothing is generated and ``prediction`` is null in the examples.
+
+    ``generator`` answers the rendered prompts instead of ``model.generate`` (another consumer of the same
+    weights, e.g. llama.cpp for an exported GGUF); prompts, context and scoring stay the same."""
     rows = rows[: spec.max_examples] if spec.max_examples else rows
     if not rows:
         raise ValueError("no held-out rows to evaluate; set data.eval or data.eval_split > 0")
@@ -95,8 +100,13 @@ def evaluate_rows(
     model_names = [m for m in metrics if m in MODEL_METRICS]
     generating = bool(text_names) or any(MODEL_METRICS.get(m).needs_predictions for m in model_names)
     t0 = time.perf_counter()
-    preds = generate(model, tokenizer, prompts, spec.decode, batch_size=spec.batch_size, autocast=autocast,
-                     progress=progress, desc=desc) if generating else None
+    if not generating:
+        preds = None
+    elif generator is not None:
+        preds = generator(prompts)
+    else:
+        preds = generate(model, tokenizer, prompts, spec.decode, batch_size=spec.batch_size, autocast=autocast,
+                         progress=progress, desc=desc)
     seconds = time.perf_counter() - t0
     means, per = score(text_names, preds, refs) if text_names else ({}, [{} for _ in rows])
     ci = bootstrap_ci(text_names, per, preds or [], refs)
