@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from ftatlas.data.errors import DataError
 from ftatlas.data.table import Row
@@ -68,7 +67,17 @@ def _identity(x: int) -> int:  # shingles are already 32-bit hashes
     return x
 
 
-def _minhashes(sets: list[set[int]], num_perm: int, seed: int) -> list[MinHash]:
+def _datasketch() -> Any:
+    try:
+        import datasketch
+    except ImportError:
+        raise ValueError("near-duplicate detection needs datasketch: pip install 'ftatlas[data]' "
+                         "(or use --exact-only)") from None
+    return datasketch
+
+
+def _minhashes(sets: list[set[int]], num_perm: int, seed: int) -> list[Any]:
+    MinHash = _datasketch().MinHash  # noqa: N806
     # one MinHash's permutations reused for every row: building them per row costs more than hashing
     proto = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity)
     out = []
@@ -100,7 +109,7 @@ def find_clusters(texts: list[str], *, threshold: float = 0.7, ngram: int = 3, n
     if near:
         reps = sorted(first.values())  # exact duplicates are settled; only distinct texts go to LSH
         sets = [shingles(words(texts[i]), ngram) for i in reps]
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        lsh = _datasketch().MinHashLSH(threshold=threshold, num_perm=num_perm)
         for k, (i, m) in enumerate(zip(reps, _minhashes(sets, num_perm, seed), strict=True)):
             for j in lsh.query(m):
                 if jaccard(sets[k], sets[j]) >= threshold:
