@@ -66,15 +66,17 @@ def data_decontaminate(
     ngram: Annotated[int, typer.Option(help="words per matched sequence")] = 13,
     min_words: Annotated[int, typer.Option(help="eval rows shorter than --ngram match whole from this many words")]
     = 3,
+    coverage: Annotated[float, typer.Option(help="share of an eval row's n-grams a training row must hold "
+                                                 "(0 = any one)")] = 0.5,
     output: Out = None, report: Report = None, format: Format = "auto",
 ) -> None:
-    """Remove training rows that share a word n-gram with the eval data; the report gives the matched spans."""
+    """Remove training rows that hold an eval row's word n-grams; the report gives the matched spans."""
     from ftatlas.data.tools import decontaminate_file
 
     try:
         with _bar("decontaminate") as progress:
             rep = decontaminate_file(file, against, out=output, report=report, format=format, ngram=ngram,
-                                     min_words=min_words, progress=progress)
+                                     min_words=min_words, coverage=coverage, progress=progress)
     except USER_ERRORS as e:
         fail(e)
     _summary(rep, f"overlap with {', '.join(against)}")

@@ -2,9 +2,15 @@
 ``train`` and the arena).
 
 The eval side is indexed as word n-grams (13 by default, the usual choice since GPT-3's contamination
-study) of each eval row's full text and of its prompt alone. An eval row shorter than n words is indexed
-whole (when it has at least ``min_words`` words), so short question/answer rows are caught when they
-appear verbatim. A training row that contains any indexed sequence is contaminated; the report gives the
+study). Each eval row gives two *units*: its full text and its prompt alone, so a leaked question is caught
+even when its answer differs. A unit shorter than n words is indexed whole (when it has at least
+``min_words`` words), so short question/answer rows are caught when they appear verbatim.
+
+A training row is contaminated by a unit when it holds at least ``coverage`` of that unit's n-grams (0.5
+by default; 0 flags any single shared n-gram, GPT-3's rule). The share, not a single hit, is what keeps
+templated data honest: rows built from one instruction template share many 13-grams ("Extract the contact
+record from this message as JSON. Meet ...") without sharing an example. Sequences held by more than
+``max(2, 1%)`` of the units are the eval set's own boilerplate and are ignored. The report gives the
 matched spans and the eval rows they come from.
 """
 
@@ -45,28 +51,40 @@ class Overlap:
 
 @dataclass
 class NgramIndex:
-    """Hashes of eval word sequences -> the eval row (file:line) they came from."""
+    """Word sequences of the eval side: each eval row's full text and its prompt are one *unit* each."""
 
     n: int = 13
     min_words: int = 3
-    grams: dict[int, str] = field(default_factory=dict)
-    short: dict[int, dict[int, str]] = field(default_factory=dict)  # length -> hash -> eval row
+    coverage: float = 0.5  # share of a unit's sequences a training row must hold (0: any one)
+    boilerplate: int | None = None  # ignore sequences in more units than this (None: max(2, 1% of units))
+    grams: dict[int, list[int]] = field(default_factory=dict)  # hash -> units holding it
+    short: dict[int, dict[int, list[int]]] = field(default_factory=dict)  # length -> hash -> units
+    units: list[tuple[str, int]] = field(default_factory=list)  # (eval row, distinct sequences)
+    ignored: int = 0  # boilerplate sequences dropped
 
     def add(self, text: str, where: str) -> None:
         toks = words(text)
         if len(toks) >= self.n:
-            for i in range(len(toks) - self.n + 1):
-                self.grams.setdefault(hash(" ".join(toks[i : i + self.n])), where)
+            hashes = {hash(" ".join(toks[i : i + self.n])) for i in range(len(toks) - self.n + 1)}
+            for h in hashes:
+                self.grams.setdefault(h, []).append(len(self.units))
+            self.units.append((where, len(hashes)))
         elif len(toks) >= self.min_words:
-            self.short.setdefault(len(toks), {}).setdefault(hash(" ".join(toks)), where)
+            self.short.setdefault(len(toks), {}).setdefault(hash(" ".join(toks)), []).append(len(self.units))
+            self.units.append((where, 1))
 
     def add_rows(self, rows: Iterable[Any], label: Callable[[Any], str]) -> None:
         for r in rows:
             record = r.record if isinstance(r, Row) else r
-            self.add(record_text(record), label(r))
-            prompt = prompt_text(record)
-            if prompt:
+            full, prompt = record_text(record), prompt_text(record)
+            self.add(full, label(r))
+            if prompt and prompt != full:
                 self.add(prompt, label(r))
+        limit = self.boilerplate if self.boilerplate is not None else max(2, len(self.units) // 100)
+        for table in (self.grams, *self.short.values()):
+            for h in [h for h, us in table.items() if len(set(us)) > limit]:
+                del table[h]
+                self.ignored += 1
 
     def __len__(self) -> int:
         return len(self.grams) + sum(len(v) for v in self.short.values())
@@ -74,19 +92,20 @@ class NgramIndex:
     def match(self, text: str) -> tuple[list[str], list[str]]:
         """(eval rows matched, merged matched spans as normalised words) for one text."""
         toks = words(text)
-        hits: list[tuple[int, int]] = []
-        sources: dict[str, None] = {}
-        lengths = [(self.n, self.grams)] if self.grams else []
-        lengths += sorted(self.short.items())
-        for k, table in lengths:
+        found: list[tuple[int, int, list[int]]] = []  # (start, end, units)
+        held: dict[int, set[int]] = {}  # unit -> distinct sequences of it in this text
+        for k, table in ([(self.n, self.grams)] if self.grams else []) + sorted(self.short.items()):
             for i in range(len(toks) - k + 1):
-                where = table.get(hash(" ".join(toks[i : i + k])))
-                if where is not None:
-                    hits.append((i, i + k))
-                    sources.setdefault(where, None)
+                h = hash(" ".join(toks[i : i + k]))
+                units = table.get(h)
+                if units:
+                    found.append((i, i + k, units))
+                    for u in units:
+                        held.setdefault(u, set()).add(h)
+        dirty = {u for u, hs in held.items() if len(hs) >= max(1e-9, self.coverage) * self.units[u][1]}
+        hits = sorted((a, b) for a, b, us in found if dirty.intersection(us))
         if not hits:
             return [], []
-        hits.sort()
         spans, (s, e) = [], hits[0]
         for a, b in hits[1:]:
             if a <= e:
@@ -95,7 +114,8 @@ class NgramIndex:
                 spans.append((s, e))
                 s, e = a, b
         spans.append((s, e))
-        return list(sources), [" ".join(toks[a:b]) for a, b in spans]
+        sources = list(dict.fromkeys(self.units[u][0] for u in sorted(dirty)))
+        return sources, [" ".join(toks[a:b]) for a, b in spans]
 
 
 def eval_rows(source: str, format: str = "auto") -> list[Any]:
@@ -119,12 +139,20 @@ def _label(source: str) -> Callable[[Any], str]:
     return lambda r: r.where if isinstance(r, Row) else f"{r.source or source}:{r.line}"
 
 
-def build_index(sources: list[str], n: int = 13, min_words: int = 3, format: str = "auto") -> NgramIndex:
+def build_index(sources: list[str], n: int = 13, min_words: int = 3, format: str = "auto",
+                coverage: float = 0.5, boilerplate: int | None = None) -> NgramIndex:
     if n < 1:
         raise ValueError(f"--ngram must be >= 1, got {n}")
-    index = NgramIndex(n, min_words)
+    if not 0.0 <= coverage <= 1.0:
+        raise ValueError(f"--coverage must be in [0, 1], got {coverage}")
+    index = NgramIndex(n, min_words, coverage, boilerplate)
+    rows: list[Any] = []
+    labels: dict[int, str] = {}
     for src in sources:
-        index.add_rows(eval_rows(src, format), _label(src))
+        for r in eval_rows(src, format):
+            labels[id(r)] = _label(src)(r)
+            rows.append(r)
+    index.add_rows(rows, lambda r: labels[id(r)])  # one pass, so boilerplate counts span every source
     return index
 
 
@@ -142,8 +170,9 @@ def find_overlaps(rows: list[Row] | list[Any], index: NgramIndex,
     return found
 
 
-def split_overlap(train: list[Any], held: list[Any], n: int = 13, min_words: int = 3) -> list[Overlap]:
+def split_overlap(train: list[Any], held: list[Any], n: int = 13, min_words: int = 3,
+                  coverage: float = 0.5) -> list[Overlap]:
     """Training rows that overlap the held-out rows (records or Rows): the check ``train`` and the arena run."""
-    index = NgramIndex(n, min_words)
+    index = NgramIndex(n, min_words, coverage)
     index.add_rows(held, _label("held-out"))
     return find_overlaps(train, index)

@@ -53,7 +53,7 @@ def dedup_file(path: str | Path, *, out: str | Path | None = None, report: str |
 
 def decontaminate_file(path: str | Path, against: list[str], *, out: str | Path | None = None,
                        report: str | Path | None = None, format: str = "auto", ngram: int = 13,
-                       min_words: int = 3, progress: Progress = None) -> dict[str, Any]:
+                       min_words: int = 3, coverage: float = 0.5, progress: Progress = None) -> dict[str, Any]:
     """Drop training rows sharing a word n-gram with any eval source; the report names rows and spans."""
     from ftatlas.data.decontam import build_index, find_overlaps
 
@@ -62,11 +62,12 @@ def decontaminate_file(path: str | Path, against: list[str], *, out: str | Path 
     start = time.perf_counter()
     out_p, rep_p = default_outputs(path, "decontam", out, report)
     rows = load_table(path, format)
-    index = build_index(against, ngram, min_words)
+    index = build_index(against, ngram, min_words, coverage=coverage)
     overlaps = find_overlaps(rows, index, progress)
     dropped = {o.row for o in overlaps}
     body = {"tool": "decontaminate", "input": str(path), "against": against,
-            "params": {"ngram": ngram, "min_words": min_words}, "eval_sequences": len(index),
+            "params": {"ngram": ngram, "min_words": min_words, "coverage": coverage},
+            "eval_sequences": len(index), "boilerplate_ignored": index.ignored,
             "contaminated": [{"row": rows[o.row].where, "eval_rows": o.eval_rows, "spans": o.spans}
                              for o in overlaps]}
     return _finish(rows, [i for i in range(len(rows)) if i not in dropped], out_p, rep_p, body, start)
