@@ -65,3 +65,57 @@ def test_long_rows_lists_at_most_a_few_and_counts_all():
     rows = load_builtin("contacts", "train")[:9]
     f = checks.long_rows(rows, [100] * 9, 10)
     assert f.count == 9 and f.lines[-1] == "  ... and 4 more"
+
+
+def _leaky_files(tmp_path):
+    held = load_builtin("contacts", "eval")[:8]
+    train = load_builtin("contacts", "train")[:16]
+    ev = write_jsonl(tmp_path / "eval.jsonl", [r.to_json() for r in held])
+    clean = write_jsonl(tmp_path / "clean.jsonl", [r.to_json() for r in train])
+    leaky = write_jsonl(tmp_path / "leaky.jsonl", [r.to_json() for r in train[:12] + held[:4]])
+    return ev, clean, leaky
+
+
+def test_train_warns_on_overlapping_splits_and_records_it(tiny_model_dir, tmp_path):
+    import json
+
+    import yaml
+
+    from tests.conftest import tiny_recipe
+
+    ev, _clean, leaky = _leaky_files(tmp_path)
+    recipe = tiny_recipe(tiny_model_dir, tmp_path / "runs", data={"train": str(leaky), "eval": str(ev),
+                                                                    "max_length": 128},
+                         train={"max_steps": 1}, eval={"max_examples": 2})
+    recipe["data"].pop("builtin")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    res = invoke("train", tmp_path / "r.yaml")
+    assert res.exit_code == 0, res.output
+    assert "warning" in res.output and "train/held-out overlap: 4 of 16" in res.output
+    checks_file = tmp_path / "runs" / "tiny" / "data_checks.json"
+    assert json.loads(checks_file.read_text())["train_eval_overlap"] == 4
+
+
+def test_arena_gives_no_verdict_on_overlapping_splits(tiny_model_dir, tmp_path):
+    import yaml
+
+    from ftatlas.arena import load_arena, run_arena
+
+    ev, clean, leaky = _leaky_files(tmp_path)
+    spec = {"name": "leak", "model": {"name": str(tiny_model_dir)},
+            "data": {"train": str(clean), "eval": str(ev), "max_length": 128},
+            "eval": {"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}},
+            "output": {"dir": str(tmp_path / "arena")},
+            "cells": [{"name": "clean", "method": "none"},
+                      {"name": "leaky", "method": "none", "data": {"train": str(leaky)}}]}
+    path = tmp_path / "arena.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    root, rows = run_arena(load_arena(path), log=lambda m: None)
+    by = {r["cell"]: r for r in rows}
+    assert by["leaky"]["train_eval_overlap"] == 4 and by["clean"]["train_eval_overlap"] == 0
+    table = (root / "table.md").read_text()
+    assert "no verdict: 4 training rows overlap" in table
+    assert "best" in table.split("| clean |")[1].split("\n")[0]  # the clean cell is still ranked
+    path.write_text(yaml.safe_dump({**spec, "allow_overlap": True}))
+    root, rows = run_arena(load_arena(path), log=lambda m: None)
+    assert "no verdict" not in (root / "table.md").read_text()

@@ -98,6 +98,11 @@ def run_arena(spec: ArenaSpec, only: list[str] | None = None, log: Callable[[str
     for job, returncode, wall in executor(jobs()):
         rows[job.cell.name] = finish_cell(job, returncode, wall, log)
     ordered = [rows[c.name] for c in spec.cells if c.name in rows]
+    for r in ordered:  # a held-out score trained on its own rows is no evidence; say so instead of ranking it
+        n = r.get("train_eval_overlap")
+        if n and not spec.allow_overlap:
+            r["no_verdict"] = (f"no verdict: {n} training rows overlap the held-out rows "
+                               "(ftatlas data decontaminate, or allow_overlap: true)")
     write_reports(spec, ordered, root)
     return root, ordered
 
@@ -176,7 +181,13 @@ def _results(run_dir: Path) -> dict[str, Any]:
         "train_seconds": summary.get("train_seconds", 0.0),
         "tokens_per_s": summary.get("tokens_per_s"),
         "losses": losses,
+        "train_eval_overlap": _overlap(run_dir),
     }
+
+
+def _overlap(run_dir: Path) -> int:
+    f = run_dir / "data_checks.json"
+    return int(json.loads(f.read_text()).get("train_eval_overlap", 0)) if f.is_file() else 0
 
 
 def _previous(cells_dir: Path, cell: Cell) -> dict[str, Any] | None:
