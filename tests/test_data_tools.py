@@ -195,3 +195,27 @@ def test_mix_bad_specs_name_the_field(tmp_path):
     assert res.exit_code == 2 and "sources.0" in res.output and "replace: true" in res.output
     spec.write_text(yaml.safe_dump({"total": 5, "replace": True, "sources": [{"path": "a.jsonl", "weight": 1}]}))
     assert mix_file(spec, out=tmp_path / "m.jsonl")["sources"][0]["repeated"] == 4
+
+
+def test_a_recipe_trains_on_a_mixture_spec(tmp_path):
+    from ftatlas.data.splits import load_splits
+    from ftatlas.recipe import DataSpec
+
+    write_jsonl(tmp_path / "a.jsonl", [{"messages": [{"role": "user", "content": f"a{i}"},
+                                                    {"role": "assistant", "content": "x"}]} for i in range(20)])
+    write_jsonl(tmp_path / "b.jsonl", [alpaca(f"b{i}", "y") for i in range(5)])
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(yaml.safe_dump({"sources": [{"path": "a.jsonl", "count": 8}, {"path": "b.jsonl", "count": 4}]}))
+    splits = load_splits(DataSpec(train=str(spec), eval_split=0.25))
+    assert len(splits.train) + len(splits.eval) == 12
+    users = [r.messages[0].content for r in splits.train + splits.eval]
+    assert sum(u.startswith("b") for u in users) == 4
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}
+                                               for i in range(3)])
+    spec.write_text(yaml.safe_dump({"sources": [{"path": pairs.name, "weight": 1}]}))
+    assert len(load_splits(DataSpec(train=str(spec), eval_split=0.0), "unpaired").train) == 6
+
+
+def test_shipped_mixture_spec_mixes(tmp_path):
+    rep = mix_file(Path("examples/data/mix.yaml"), out=tmp_path / "m.jsonl")
+    assert [s["taken"] for s in rep["sources"]] == [73, 24] and rep["rows"] == 97
