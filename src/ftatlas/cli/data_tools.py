@@ -53,8 +53,8 @@ def data_dedup(
         fail(e)
     _summary(rep, f"{rep['exact_removed']} exact, {rep['near_removed']} near, {len(rep['clusters'])} clusters")
     for c in rep["clusters"][:3]:
-        out.print(f"  {c['kind']}: kept {c['kept']} {c['kept_text'][:60]!r}; removed "
-                  + ", ".join(f"{r['row']} ({r['similarity']})" for r in c["removed"][:3]), highlight=False)
+        out.print(f"  {c['kind']}: kept {c['kept']}, removed "
+                  + ", ".join(f"{r['row']} (similarity {r['similarity']})" for r in c["removed"][:3]), highlight=False)
 
 
 @data_app.command("decontaminate")
@@ -81,7 +81,7 @@ def data_decontaminate(
         fail(e)
     _summary(rep, f"overlap with {', '.join(against)}")
     for c in rep["contaminated"][:3]:
-        out.print(f"  {c['row']} <- {c['eval_rows'][0]}: {c['spans'][0][:80]!r}", highlight=False)
+        out.print(f"  {c['row']} <- {c['eval_rows'][0]}: {c['spans'][0][:60]!r}...", highlight=False)
 
 
 def _range(name: str, low: float | None, high: float | None, checks: dict) -> None:
@@ -108,12 +108,17 @@ def data_filter(
     reward: Annotated[list[str] | None, typer.Option("--reward", help="reward for --min-reward (name, "
                                                                       "module:function or JSON); repeatable")] = None,
     reward_model: Annotated[str | None, typer.Option(help="reward model run dir for --min-reward")] = None,
+    min_judge: Annotated[float | None, typer.Option(help="drop rows the judge rates below this (1-10)")] = None,
+    judge: Annotated[str | None, typer.Option(help="judge for --min-judge: OpenAI-compatible URL or a model")]
+    = None,
+    judge_model: Annotated[str, typer.Option(help="model name sent to a judge endpoint")] = "default",
     output: Out = None, report: Report = None, format: Format = "auto",
 ) -> None:
-    """Rule filters (length, script, repetition, refusals) and score filters (perplexity, reward) with a report
+    """Rule filters (length, script, repetition, refusals) and score filters (perplexity, reward, judge) with a report
     of each score's distribution and the reason every removed row went."""
     from ftatlas.data.filters import FilterSpec
     from ftatlas.data.rejection import parse_reward
+    from ftatlas.data.teachers import TeacherError
     from ftatlas.data.tools import filter_file
     from ftatlas.rewards import RewardError, RewardSpec
 
@@ -127,13 +132,15 @@ def data_filter(
         checks["refusal"] = (None, 0.0)
     _range("perplexity", None, max_perplexity, checks)
     _range("reward", min_reward, None, checks)
+    _range("judge", min_judge, None, checks)
     try:
         rewards = [parse_reward(r) for r in reward or []]
         if reward_model:
             rewards.append(RewardSpec(name="reward_model", path=reward_model))
-        spec = FilterSpec(checks, script=script or "LATIN", model=model, rewards=rewards)
+        spec = FilterSpec(checks, script=script or "LATIN", model=model, rewards=rewards, judge=judge,
+                          judge_model=judge_model)
         rep = filter_file(file, spec, out=output, report=report, format=format)
-    except (*USER_ERRORS, RewardError) as e:
+    except (*USER_ERRORS, RewardError, TeacherError) as e:
         fail(e)
     _summary(rep, ", ".join(f"{k}: {v}" for k, v in rep["removed_by"].items()) or "nothing matched")
     for name, d in rep["distributions"].items():

@@ -4,9 +4,10 @@ A measure is a small registered function ``fn(rows) -> list[float]`` (one value 
 a row when ``low <= value <= high``. Rule measures need nothing but the text: ``words``, ``chars``,
 ``script_share`` (share of letters in the wanted Unicode script), ``repetition`` (share of repeated word
 3-grams) and ``refusal`` (1 when a refusal phrase appears). Score measures load a model: ``perplexity``
-(the base model's, on the row's text) and ``reward`` (the weighted reward functions or a reward model,
-on the row's last answer). Every measure computed is summarised in the report (percentiles), and every
-removed row is named with the checks it failed.
+(the base model's, on the row's text), ``reward`` (the weighted reward functions or a reward model, on
+the row's last answer) and ``judge`` (an LLM judge's 1-10 rating, local or an endpoint). Every measure
+computed is summarised in the report (percentiles), and every removed row is named with the checks it
+failed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class FilterSpec:
     refusal_phrases: tuple[str, ...] = REFUSALS
     model: str | None = None  # perplexity: a model source or run dir
     rewards: list[Any] = field(default_factory=list)  # RewardSpec list for the reward measure
+    judge: str | None = None  # judge measure: an OpenAI-compatible URL or a model source / run dir
+    judge_model: str = "default"  # model name sent to a judge endpoint
+    judge_teacher: Any = None  # or a ready Teacher (tests, or one already loaded for synth)
     batch_size: int = 8
     max_length: int = 512  # tokens scored per row for perplexity
 
@@ -140,6 +144,27 @@ def _reward(rows: list[Row], spec: FilterSpec) -> list[float]:
     prompts = [prompt_text(r.record) or "" for r in rows]
     answers = [_answers(r) for r in rows]
     return [float(x) for x in combined(*build_rewards(spec.rewards))(prompts, answers)]
+
+
+@measure("judge")
+def _judge(rows: list[Row], spec: FilterSpec) -> list[float]:
+    """The judge's 1-10 rating of the row's answer (the rubric of ``ftatlas eval``'s judge_score); a reply
+    without a readable score is NaN, which fails any threshold."""
+    from ftatlas.data.decontam import prompt_text
+    from ftatlas.data.records import Message
+    from ftatlas.data.teachers import make_teacher
+    from ftatlas.evaluate.judge import DEFAULT_RUBRIC, parse_score, pointwise_chat
+    from ftatlas.recipe import DecodeSpec
+
+    judge = spec.judge_teacher
+    if judge is None:
+        if not spec.judge:
+            raise ValueError("the judge filter needs --judge (an OpenAI-compatible URL or a model)")
+        judge = make_teacher(spec.judge, model=spec.judge_model, batch_size=spec.batch_size)
+    chats = [pointwise_chat(DEFAULT_RUBRIC, [Message("user", prompt_text(r.record) or "")], _answers(r), None)
+             for r in rows]
+    replies = judge.complete(chats, DecodeSpec(max_new_tokens=16))
+    return [float("nan") if (v := parse_score(x)) is None else v for x in replies]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
