@@ -7,7 +7,7 @@ both (SmolLM2-135M) and scores the same held-out rows. The leaky cell's score is
 memorised answers; the arena itself refuses it a verdict (``allow_overlap`` is left false).
 Writes bench/results/data_leak.{md,json}.
 
-    python bench/data_leak.py                     # 50 leaked rows, 40 steps, 50 held-out questions
+    python bench/data_leak.py                     # 25 of 50 held-out rows leaked, 40 steps
     python bench/data_leak.py --steps 20 --eval 30
 """
 
@@ -31,7 +31,7 @@ def main() -> None:
     from ftatlas.data.tools import decontaminate_file
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--leak", type=int, default=50)
+    ap.add_argument("--leak", type=int, default=25)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--eval", type=int, default=50)
     args = ap.parse_args()
