@@ -71,6 +71,7 @@ def data_decontaminate(
     output: Out = None, report: Report = None, format: Format = "auto",
 ) -> None:
     """Remove training rows that hold an eval row's word n-grams; the report gives the matched spans."""
+    from ftatlas.data.checks import short_span
     from ftatlas.data.tools import decontaminate_file
 
     try:
@@ -81,7 +82,7 @@ def data_decontaminate(
         fail(e)
     _summary(rep, f"overlap with {', '.join(against)}")
     for c in rep["contaminated"][:3]:
-        out.print(f"  {c['row']} <- {c['eval_rows'][0]}: {c['spans'][0][:60]!r}...", highlight=False)
+        out.print(f"  {c['row']} <- {c['eval_rows'][0]}: {short_span(c['spans'][0])!r}", highlight=False)
 
 
 def _range(name: str, low: float | None, high: float | None, checks: dict) -> None:

@@ -15,6 +15,12 @@ def _where(r: Any) -> str:
     return f"{r.source}:{r.line}" if getattr(r, "line", 0) else str(getattr(r, "source", "?"))
 
 
+def short_span(span: str, width: int = 56) -> str:
+    """A long matched span as its start and end (the end usually holds the example's own words)."""
+    half = width // 2 - 2
+    return span if len(span) <= width else f"{span[:half]} ... {span[-half:]}"
+
+
 def _near_available() -> bool:
     try:
         import datasketch  # noqa: F401
@@ -63,7 +69,7 @@ def overlap(train: list[Any], held: list[Any], ngram: int = 13, coverage: float 
     lines = [f"train/{label} overlap: {len(found)} of {len(train)} training rows hold >= {coverage:.0%} of the "
              f"{ngram}-word sequences of one of {len(held)} {label} rows (or a whole short row)"]
     for o in found[:SHOW]:
-        lines.append(f"  {_where(train[o.row])} <- {o.eval_rows[0]}: {o.spans[0][:80]!r}")
+        lines.append(f"  {_where(train[o.row])} <- {o.eval_rows[0]}: {short_span(o.spans[0])!r}")
     if found:
         lines.append("  `ftatlas data decontaminate TRAIN --against EVAL` removes them")
     return Finding(len(found), lines)
