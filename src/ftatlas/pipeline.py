@@ -69,6 +69,7 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     run.write_text("recipe.yaml", dump_recipe(recipe))
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
+    check_overlap(run, splits)
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
@@ -78,6 +79,19 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     session = Session(recipe, run, loaded, splits, device, precision, progress)
     session.context = setup_context(recipe, loaded.tokenizer, splits)
     return session
+
+
+def check_overlap(run: RunDir, splits: Splits) -> int:
+    """Warn when training rows hold held-out rows (a leak inflates every score); the count goes to
+    data_checks.json, where the arena reads it before giving a verdict."""
+    from ftatlas.data import checks
+
+    found = checks.overlap(splits.train, splits.eval, label="held-out") if splits.eval else None
+    if found and found.count:
+        console.print("[bold yellow]warning[/] " + "\n".join(found.lines), highlight=False, markup=False)
+    run.write_json("data_checks.json", {"train_eval_overlap": found.count if found else 0,
+                                        "overlap": found.lines if found else []})
+    return found.count if found else 0
 
 
 def with_normalized_context(recipe: Recipe) -> Recipe:

@@ -33,7 +33,8 @@ class ModelSpec(Strict):
 
 class DataSpec(Strict):
     builtin: str | None = Field(None, description="built-in dataset name (e.g. contacts); replaces train/eval")
-    train: str | None = Field(None, description="training file (.jsonl, .json, .txt)")
+    train: str | None = Field(None, description="training file (.jsonl, .json, .txt) or a mixture spec (.yaml, "
+                                                 "see `ftatlas data mix`)")
     eval: str | None = Field(None, description="held-out file; if absent, eval_split of train is held out")
     format: Literal["auto", "alpaca", "sharegpt", "messages", "text", "trl", "kto"] = Field(
         "auto", description="row format; trl/kto (and alpaca/sharegpt pairs) for preference objectives")

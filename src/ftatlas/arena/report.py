@@ -32,8 +32,9 @@ def verdicts(rows: list[dict[str, Any]], metric: str | None = None) -> dict[str,
     overlaps it; the lowest peak memory; a no-training cell's price in prompt tokens; and the cell, if any, that
     is at least as good on every metric (within its interval), clearly better on one, and no dearer in memory or
     train time. ``metric`` (the primary one) comes first; every other metric the cells share follows."""
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
-    out: dict[str, list[str]] = {r["cell"]: [] if r.get("status") == "ok" else ["failed"] for r in rows}
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics") and not r.get("no_verdict")]
+    out: dict[str, list[str]] = {r["cell"]: [r["no_verdict"]] if r.get("no_verdict") else
+                                 [] if r.get("status") == "ok" else ["failed"] for r in rows}
     names = list(dict.fromkeys([*([metric] if metric else []), *(m for r in ok for m in r["metrics"])]))
     for m in names:
         scored = [r for r in ok if r["metrics"].get(m) is not None]

@@ -106,6 +106,11 @@ def run_arena(spec: ArenaSpec, only: list[str] | None = None, log: Callable[[str
         ordered.append(row)
         if cell.export and row.get("status") == "ok":  # earlier exports of an unchanged cell are reused
             ordered += export_rows(row, cell.export, cells_dir, log)
+    for r in ordered:  # a held-out score trained on its own rows is no evidence; say so instead of ranking it
+        n = r.get("train_eval_overlap")
+        if n and not spec.allow_overlap:
+            r["no_verdict"] = (f"no verdict: {n} training rows overlap the held-out rows "
+                               "(ftatlas data decontaminate, or allow_overlap: true)")
     write_reports(spec, ordered, root)
     return root, ordered
 
@@ -188,7 +193,13 @@ def _results(run_dir: Path) -> dict[str, Any]:
         "kept_step": summary.get("kept_step"),
         "planned_steps": summary.get("planned_steps"),
         "stopped_early": summary.get("stopped_early", False),
+        "train_eval_overlap": _overlap(run_dir),
     }
+
+
+def _overlap(run_dir: Path) -> int:
+    f = run_dir / "data_checks.json"
+    return int(json.loads(f.read_text()).get("train_eval_overlap", 0)) if f.is_file() else 0
 
 
 def _previous(cells_dir: Path, cell: Cell) -> dict[str, Any] | None:

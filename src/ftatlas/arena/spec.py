@@ -74,6 +74,8 @@ class ArenaSpec(BaseModel):
     eval: dict[str, Any] = Field(default_factory=dict)
     output: dict[str, Any] = Field(default_factory=lambda: {"dir": "arena"})
     cells: list[Cell] = Field(..., min_length=1)
+    allow_overlap: bool = Field(False, description="give verdicts even for cells whose training rows overlap "
+                                                   "their held-out rows (a leak inflates the score)")
 
     @field_validator("cells")
     @classmethod

@@ -20,14 +20,17 @@ def data_inspect(
     max_length: Annotated[int, typer.Option(help="truncation length to report against")] = 1024,
     train_on: Annotated[str, typer.Option(help="assistant, all, last_assistant")] = "assistant",
     template: Annotated[str | None, typer.Option(help="chat template override")] = None,
+    eval: Annotated[str | None, typer.Option("--eval", help="held-out file to check for train/eval overlap")]
+    = None,
 ) -> None:
-    """Row count, token-length percentiles, turns, loss-token share and the first rendered example."""
+    """Row count, token-length percentiles, turns, loss-token share, duplicates, over-long rows, train/eval
+    overlap (with --eval) and the first rendered example."""
     from ftatlas.data.inspect import inspect_file
     from ftatlas.models.loading import load_tokenizer, resolve_source
 
     try:
         tok = load_tokenizer(resolve_source(model), template)
-        report = inspect_file(file, tok, format, max_length, train_on)  # type: ignore[arg-type]
+        report = inspect_file(file, tok, format, max_length, train_on, eval)  # type: ignore[arg-type]
     except USER_ERRORS as e:
         fail(e)
     for line in report.lines():
@@ -40,15 +43,24 @@ def data_validate(
     format: Annotated[str, typer.Option(help="auto, alpaca, sharegpt, messages, text, trl, kto")] = "auto",
     kind: Annotated[str, typer.Option(help="rows as an objective reads them: conversations, preference, "
                                            "unpaired, prompts, text")] = "conversations",
+    eval: Annotated[str | None, typer.Option("--eval", help="held-out file to check for train/eval overlap")]
+    = None,
 ) -> None:
-    """Read every row; report the first problem with file, line and field."""
+    """Read every row; report the first problem with file, line and field; then duplicates and (with --eval)
+    train/eval overlap."""
+    from ftatlas.data import checks
     from ftatlas.data.splits import read_rows
 
     try:
         rows = read_rows(file, format, kind)
+        found = checks.duplicates(rows).lines
+        if eval:
+            found += checks.overlap(rows, read_rows(eval, format, kind)).lines
     except USER_ERRORS as e:
         fail(e)
     out.print(f"{file}: {len(rows)} rows OK")
+    for line in found:
+        out.print(line, highlight=False, markup=False)
 
 
 @data_app.command("rejection-sample")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
@@ -23,6 +23,7 @@ class Inspection:
     loss_share: float
     truncated: int
     example: str
+    checks: list[str] = field(default_factory=list)  # duplicates, over-long rows, train/eval overlap
 
     def lines(self) -> list[str]:
         pct = ", ".join(f"{k}={v}" for k, v in self.length_percentiles.items())
@@ -31,6 +32,7 @@ class Inspection:
             f"tokens per row: {pct}",
             f"turns per row: min={self.turns['min']:.0f} mean={self.turns['mean']:.1f} max={self.turns['max']:.0f}",
             f"loss tokens: {self.loss_share:.1%} of all tokens; rows truncated at max_length: {self.truncated}",
+            *self.checks,
             f"first example (loss-carrying text between {LOSS_OPEN} and {LOSS_CLOSE}):",
             self.example,
         ]
@@ -55,8 +57,11 @@ def mark_loss(tokenizer: PreTrainedTokenizerBase, conv: Conversation, train_on: 
 
 def inspect_file(
     path: str, tokenizer: PreTrainedTokenizerBase, fmt: str = "auto", max_length: int = 1024,
-    train_on: TrainOn = "assistant",
+    train_on: TrainOn = "assistant", eval_path: str | None = None,
 ) -> Inspection:
+    """What the trainer will see, plus duplicates, over-long rows and (with ``eval_path``) train/eval overlap."""
+    from ftatlas.data import checks
+
     rows = read_file(path, fmt)
     encoded = [encode(tokenizer, r, max_length, train_on) for r in rows]
     # lengths before truncation, so the percentiles show what max_length cuts
@@ -65,6 +70,9 @@ def inspect_file(
     turns = [len(r.messages) if not r.is_text else 1 for r in rows]
     tokens = sum(len(e.input_ids) for e in encoded)
     loss = sum(sum(lab != IGNORE for lab in e.labels) for e in encoded)
+    found = checks.duplicates(rows).lines + checks.long_rows(rows, full, max_length).lines
+    if eval_path:
+        found += checks.overlap(rows, read_file(eval_path, fmt)).lines
     return Inspection(
         rows=len(rows),
         format="text" if rows[0].is_text else "conversations",
@@ -73,4 +81,5 @@ def inspect_file(
         loss_share=loss / tokens if tokens else 0.0,
         truncated=sum(e.truncated for e in encoded),
         example=mark_loss(tokenizer, rows[0], train_on),
+        checks=found,
     )

@@ -48,7 +48,15 @@ def _read(spec: DataSpec, path: str, kind: str) -> list:
 
 
 def read_rows(path: str, format: str, kind: str = "conversations") -> list:
-    """A data file read as the rows an objective of ``kind`` (``Objective.data_kind``) trains on."""
+    """A data file (or a mixture spec, .yaml) read as the rows an objective of ``kind`` trains on."""
+    if path.lower().endswith((".yaml", ".yml")):
+        from ftatlas.data.mix import mix
+
+        # each source is read and validated as ``kind`` rows; pairs feed an unpaired objective as two examples
+        records = [r.record for r in mix(path, "auto" if kind == "unpaired" else kind)[0]]
+        if kind == "unpaired":
+            records = [x for r in records for x in (to_unpaired([r]) if hasattr(r, "chosen") else [r])]
+        return records
     if kind in ("preference", "unpaired"):
         return (read_preference_file if kind == "preference" else read_unpaired_file)(path, format)
     if kind == "prompts":

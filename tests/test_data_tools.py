@@ -1,0 +1,221 @@
+"""ftatlas data dedup / decontaminate / filter / mix: library behaviour, reports, and bad input via the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ftatlas.cli import app
+from ftatlas.data.errors import DataError
+from ftatlas.data.filters import FilterSpec, filter_rows
+from ftatlas.data.table import load_table
+from ftatlas.data.tools import decontaminate_file, dedup_file, filter_file, mix_file
+from tests.conftest import write_jsonl
+
+runner = CliRunner()
+LONG = ("the quick brown fox jumps over the lazy dog while the farmer watches from the old red barn "
+        "near the river bend at dawn")
+
+
+def alpaca(instruction: str, output: str, **extra) -> dict:
+    return {"instruction": instruction, "output": output, **extra}
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def dupes(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "d.jsonl", [
+        alpaca("Describe the scene.", LONG, score=1),                       # 1: kept (first)
+        alpaca("DESCRIBE the scene!", LONG + ".", score=3),                  # 2: exact after normalising
+        alpaca("Describe the scene.", LONG.replace("lazy", "sleepy"), score=2),  # 3: near (one word)
+        alpaca("What is 2+2?", "4"),                                         # 4: unique
+        alpaca("Name a colour.", "Blue is a colour that many people like best of all."),  # 5: unique
+    ])
+
+
+def test_dedup_removes_exact_and_near_duplicates_and_reports_each(dupes, tmp_path):
+    rep = dedup_file(dupes, out=tmp_path / "o.jsonl")
+    kept = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["instruction"] for r in kept] == ["Describe the scene.", "What is 2+2?", "Name a colour."]
+    assert kept[0]["score"] == 1  # the original row object is written back unchanged
+    assert (rep["rows_in"], rep["rows_out"], rep["exact_removed"], rep["near_removed"]) == (5, 3, 1, 1)
+    [cluster] = rep["clusters"]
+    assert cluster["kept"].endswith("d.jsonl:1")
+    removed = {r["row"].rsplit(":", 1)[1]: r for r in cluster["removed"]}
+    assert removed["2"]["match"] == "exact" and removed["3"]["match"] == "near"
+    assert 0.7 <= removed["3"]["similarity"] < 1.0
+    on_disk = json.loads((tmp_path / "o.report.json").read_text())
+    assert on_disk["removed"] == 2 and on_disk["peak_rss_mib"] > 0
+
+
+def test_dedup_keep_policies_and_exact_only(dupes, tmp_path):
+    by_score = dedup_file(dupes, out=tmp_path / "s.jsonl", keep="score")
+    assert by_score["clusters"][0]["kept"].endswith(":2")
+    longest = dedup_file(dupes, out=tmp_path / "l.jsonl", keep="longest")
+    assert longest["clusters"][0]["kept"].endswith(":3")  # "sleepy" is longer than "lazy"
+    exact = dedup_file(dupes, out=tmp_path / "e.jsonl", near=False)
+    assert (exact["exact_removed"], exact["near_removed"]) == (1, 0)
+
+
+def test_dedup_threshold_is_the_true_jaccard(dupes, tmp_path):
+    strict = dedup_file(dupes, out=tmp_path / "o.jsonl", threshold=0.95)
+    assert strict["near_removed"] == 0 and strict["exact_removed"] == 1
+
+
+def test_dedup_bad_inputs_name_file_line_field(dupes, tmp_path):
+    noscore = write_jsonl(tmp_path / "n.jsonl", [alpaca("a b c", "d", score=1), alpaca("a b c", "d", score="hi")])
+    with pytest.raises(DataError, match=r"n\.jsonl:2: field 'score': .*not a number"):
+        dedup_file(noscore, out=tmp_path / "o.jsonl", keep="score")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": 3}\n')
+    res = invoke("data", "dedup", bad)
+    assert res.exit_code == 2 and "bad.jsonl:2" in res.output and "'output'" in res.output
+    res = invoke("data", "dedup", tmp_path / "missing.jsonl")
+    assert res.exit_code == 2 and "missing.jsonl" in res.output and "does not exist" in res.output
+    res = invoke("data", "dedup", dupes, "--threshold", "1.5")
+    assert res.exit_code == 2 and "threshold" in res.output
+    res = invoke("data", "dedup", dupes, "--out", dupes)
+    assert res.exit_code == 2 and "overwrite the input" in res.output
+
+
+def test_dedup_reads_txt_and_preference_files(tmp_path):
+    txt = tmp_path / "t.txt"
+    txt.write_text(f"{LONG}\n\nsomething else entirely here\n\n{LONG.upper()}\n")
+    rep = dedup_file(txt, out=tmp_path / "t.out.txt")
+    assert rep["rows_out"] == 2 and (tmp_path / "t.out.txt").read_text().count("\n\n") == 1
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Say hi", "chosen": "hi there", "rejected": "no"}] * 2)
+    assert dedup_file(pairs, out=tmp_path / "p.out.jsonl")["rows_out"] == 1
+
+
+def test_decontaminate_finds_leaked_eval_rows_and_spans(tmp_path):
+    ev = write_jsonl(tmp_path / "eval.jsonl", [alpaca("Describe the scene.", LONG),
+                                               alpaca("What is 17 times 3?", "51")])
+    train = write_jsonl(tmp_path / "train.jsonl", [
+        alpaca("Tell a story.", "Once upon a time " + LONG + " and then it rained."),  # 13-gram leak
+        alpaca("Quiz", "what is 17 times 3? 51"),                                   # short eval row, verbatim
+        alpaca("What is 18 times 3?", "54"),                                        # close but not a leak
+        alpaca("Name a colour.", "Blue."),
+    ])
+    rep = decontaminate_file(train, [str(ev)], out=tmp_path / "clean.jsonl")
+    assert rep["rows_out"] == 2
+    leaks = {c["row"].rsplit(":", 1)[1]: c for c in rep["contaminated"]}
+    assert set(leaks) == {"1", "2"}
+    assert leaks["1"]["eval_rows"] == [f"{ev}:1"] and LONG.split(" the farmer")[0] in leaks["1"]["spans"][0]
+    assert leaks["2"]["spans"] == ["what is 17 times 3 51"]
+
+
+def test_decontaminate_against_builtin_and_cli_errors(tmp_path):
+    from ftatlas.data.splits import load_builtin
+
+    held = load_builtin("contacts", "eval")
+    leaked = [r.to_json() for r in held[:2]] + [{"messages": [{"role": "user", "content": "unrelated question"},
+                                                             {"role": "assistant", "content": "fine"}]}]
+    train = write_jsonl(tmp_path / "t.jsonl", leaked)
+    res = invoke("data", "decontaminate", train, "--against", "builtin:contacts")
+    assert res.exit_code == 0, res.output
+    assert "3 rows -> 1 kept, 2 removed" in res.output
+    res = invoke("data", "decontaminate", train, "--against", tmp_path / "nope.jsonl")
+    assert res.exit_code == 2 and "nope.jsonl" in res.output
+    res = invoke("data", "decontaminate", train, "--against", "builtin:nope")
+    assert res.exit_code == 2 and "unknown built-in" in res.output
+
+
+def test_filter_rules_report_reasons_and_distributions(tmp_path):
+    f = write_jsonl(tmp_path / "f.jsonl", [
+        alpaca("Describe the scene.", LONG),
+        alpaca("Write a poem.", "I'm sorry, but I can't help with that request."),
+        alpaca("Repeat", "go go go go go go go go go go go go go go"),
+        alpaca("Translate", "Привет, как дела у тебя сегодня вечером?"),
+        alpaca("Hi", "Yo"),
+    ])
+    rep = filter_file(f, FilterSpec({"words": (3, None), "refusal": (None, 0.0), "repetition": (None, 0.5),
+                                     "script_share": (0.8, None)}), out=tmp_path / "o.jsonl")
+    assert rep["rows_out"] == 1
+    reasons = {r["row"].rsplit(":", 1)[1]: r["reasons"] for r in rep["removed_rows"]}
+    assert reasons["2"] == ["refusal 1 > 0"]
+    assert reasons["3"][0].startswith("repetition")
+    assert reasons["4"][0].startswith("script_share")
+    assert any(x.startswith("words 2 < 3") for x in reasons["5"])
+    assert set(rep["distributions"]) == {"words", "refusal", "repetition", "script_share"}
+    assert rep["removed_by"]["refusal"] == 1
+
+
+def test_filter_perplexity_uses_the_model(tmp_path, tiny_model_dir):
+    f = write_jsonl(tmp_path / "f.jsonl", [alpaca("Describe the scene.", LONG), alpaca("Hi", "there")])
+    rows = load_table(f)
+    res = filter_rows(rows, FilterSpec({"perplexity": (None, 1e9)}, model=str(tiny_model_dir)))
+    ppl = res.values["perplexity"]
+    assert len(ppl) == 2 and all(p > 1.0 for p in ppl) and res.kept == [0, 1]
+    tight = filter_rows(rows, FilterSpec({"perplexity": (None, min(ppl))}, model=str(tiny_model_dir)))
+    assert len(tight.kept) == 1
+
+
+def test_filter_cli_needs_a_filter_and_rejects_unknown_measures(tmp_path):
+    f = write_jsonl(tmp_path / "f.jsonl", [alpaca("Hi", "there")])
+    res = invoke("data", "filter", f)
+    assert res.exit_code == 2 and "no filter given" in res.output
+    with pytest.raises(ValueError, match="unknown filter measure"):
+        FilterSpec({"vibes": (0, 1)})
+    res = invoke("data", "filter", f, "--max-perplexity", "10")
+    assert res.exit_code == 2 and "--model" in res.output
+
+
+def test_mix_draws_weighted_seeded_counts(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [alpaca(f"a{i}", "x") for i in range(40)])
+    write_jsonl(tmp_path / "b.jsonl", [alpaca(f"b{i}", "y") for i in range(10)])
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(yaml.safe_dump({"seed": 3, "sources": [{"path": "a.jsonl", "weight": 3},
+                                                           {"path": "b.jsonl", "weight": 1}]}))
+    rep = mix_file(spec, out=tmp_path / "m.jsonl")
+    assert rep["rows"] == 40  # b (10 rows at 1/4) limits the total
+    assert [(s["taken"], s["left_out"]) for s in rep["sources"]] == [(30, 10), (10, 0)]
+    first = (tmp_path / "m.jsonl").read_text()
+    assert mix_file(spec, out=tmp_path / "m2.jsonl")["rows"] == 40 and (tmp_path / "m2.jsonl").read_text() == first
+    spec.write_text(yaml.safe_dump({"seed": 4, "sources": [{"path": "a.jsonl", "weight": 3},
+                                                           {"path": "b.jsonl", "weight": 1}]}))
+    mix_file(spec, out=tmp_path / "m3.jsonl")
+    assert (tmp_path / "m3.jsonl").read_text() != first
+
+
+def test_mix_bad_specs_name_the_field(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [alpaca("a", "x")])
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(yaml.safe_dump({"sources": [{"path": "a.jsonl", "wieght": 1}]}))
+    res = invoke("data", "mix", spec, "--out", tmp_path / "m.jsonl")
+    assert res.exit_code == 2 and "sources.0.wieght" in res.output
+    spec.write_text(yaml.safe_dump({"total": 5, "sources": [{"path": "a.jsonl", "weight": 1}]}))
+    res = invoke("data", "mix", spec, "--out", tmp_path / "m.jsonl")
+    assert res.exit_code == 2 and "sources.0" in res.output and "replace: true" in res.output
+    spec.write_text(yaml.safe_dump({"total": 5, "replace": True, "sources": [{"path": "a.jsonl", "weight": 1}]}))
+    assert mix_file(spec, out=tmp_path / "m.jsonl")["sources"][0]["repeated"] == 4
+
+
+def test_a_recipe_trains_on_a_mixture_spec(tmp_path):
+    from ftatlas.data.splits import load_splits
+    from ftatlas.recipe import DataSpec
+
+    write_jsonl(tmp_path / "a.jsonl", [{"messages": [{"role": "user", "content": f"a{i}"},
+                                                    {"role": "assistant", "content": "x"}]} for i in range(20)])
+    write_jsonl(tmp_path / "b.jsonl", [alpaca(f"b{i}", "y") for i in range(5)])
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(yaml.safe_dump({"sources": [{"path": "a.jsonl", "count": 8}, {"path": "b.jsonl", "count": 4}]}))
+    splits = load_splits(DataSpec(train=str(spec), eval_split=0.25))
+    assert len(splits.train) + len(splits.eval) == 12
+    users = [r.messages[0].content for r in splits.train + splits.eval]
+    assert sum(u.startswith("b") for u in users) == 4
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}
+                                               for i in range(3)])
+    spec.write_text(yaml.safe_dump({"sources": [{"path": pairs.name, "weight": 1}]}))
+    assert len(load_splits(DataSpec(train=str(spec), eval_split=0.0), "unpaired").train) == 6
+
+
+def test_shipped_mixture_spec_mixes(tmp_path):
+    rep = mix_file(Path("examples/data/mix.yaml"), out=tmp_path / "m.jsonl")
+    assert [s["taken"] for s in rep["sources"]] == [73, 24] and rep["rows"] == 97
