@@ -106,13 +106,19 @@ def run_arena(spec: ArenaSpec, only: list[str] | None = None, log: Callable[[str
         ordered.append(row)
         if cell.export and row.get("status") == "ok":  # earlier exports of an unchanged cell are reused
             ordered += export_rows(row, cell.export, cells_dir, log)
-    for r in ordered:  # a held-out score trained on its own rows is no evidence; say so instead of ranking it
-        n = r.get("train_eval_overlap")
-        if n and not spec.allow_overlap:
-            r["no_verdict"] = (f"no verdict: {n} training rows overlap the held-out rows "
-                               "(ftatlas data decontaminate, or allow_overlap: true)")
+    if not spec.allow_overlap:
+        _mark_overlap(ordered)
     write_reports(spec, ordered, root)
     return root, ordered
+
+
+def _mark_overlap(rows: list[dict[str, Any]]) -> None:
+    """A held-out score trained on its own rows is no evidence: such rows get no verdict, with the reason."""
+    for r in rows:
+        n = r.get("train_eval_overlap")
+        if n:
+            r["no_verdict"] = (f"no verdict: {n} training rows overlap the held-out rows "
+                               "(ftatlas data decontaminate, or allow_overlap: true)")
 
 
 def prepare_cell(spec: ArenaSpec, cell: Cell, cells_dir: Path, log: Callable[[str], None]) -> CellJob | dict[str, Any]:
