@@ -43,6 +43,7 @@ def test_preference_objective_trains_and_saves_loadable_adapter(tiny_model_dir, 
     assert sorted(p.name for p in s.run.adapter_dir.iterdir() if p.is_dir()) == []  # no 'ref' adapter saved
     ev = s.run.read_json("eval.json")
     assert ev["n"] == 2 and "json_match" in ev["metrics"]  # generation scored against `chosen`
+    assert {"preference_accuracy", "preference_margin"} <= set(ev["metrics"])
     trained = s.results["fit"].model.eval()
     reloaded = load_run_or_model(str(s.run.path))[0].model
     with torch.no_grad():

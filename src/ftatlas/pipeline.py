@@ -16,7 +16,7 @@ from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
 from ftatlas.evaluate.model_metrics import check_metrics
-from ftatlas.evaluate.runner import evaluate_rows
+from ftatlas.evaluate.runner import check_eval_rows, evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
 from ftatlas.methods import METHODS, ParamCount, count_params
 from ftatlas.methods.qlora import memory_note
@@ -47,16 +47,25 @@ class Session:
 
     @property
     def metrics(self) -> list[str]:
-        own = OBJECTIVES.get(self.recipe.objective.name).eval_metrics  # e.g. a reward model's pairwise accuracy
-        return own or self.recipe.eval.metrics or self.splits.default_metrics
+        return eval_metrics(self.recipe, self.splits)
+
+
+def eval_metrics(recipe: Recipe, splits: Splits) -> list[str]:
+    """The objective's own (e.g. a reward model's pairwise accuracy), the recipe's, or the defaults for the data."""
+    objective = OBJECTIVES.get(recipe.objective.name)()
+    return objective.eval_metrics or recipe.eval.metrics or objective.default_metrics(
+        objective.eval_rows(splits.eval), splits.default_metrics)
 
 
 def prepare(recipe: Recipe, progress: bool = True) -> Session:
     """Validate everything cheap first (data, names), then create the run dir and load the model."""
     objective = OBJECTIVES.get(recipe.objective.name)
     splits = load_splits(recipe.data, objective.data_kind)
-    if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model: fail before training
-        check_metrics(recipe.eval.metrics or splits.default_metrics, recipe.eval)
+    if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model, rows they cannot score:
+        names = eval_metrics(recipe, splits)  # fail before training
+        check_metrics(names, recipe.eval)
+        held = objective().eval_rows(splits.eval)
+        check_eval_rows(held[: recipe.eval.max_examples] if recipe.eval.max_examples else held, names)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
     run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
@@ -69,10 +78,20 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
+    warn_untemplated(recipe, splits, loaded.tokenizer)
     console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}")
     session = Session(recipe, run, loaded, splits, device, precision, progress)
     session.context = setup_context(recipe, loaded.tokenizer, splits)
     return session
+
+
+def warn_untemplated(recipe: Recipe, splits: Splits, tokenizer: Any) -> None:
+    """Standard-form (plain string) preference prompts reach an instruct model without its chat template."""
+    kind = OBJECTIVES.get(recipe.objective.name).data_kind
+    if kind in ("preference", "unpaired") and splits.train[0].is_text and getattr(tokenizer, "chat_template", None):
+        console.print("[yellow]warning[/] the preference rows are in the standard (plain string) form, so the "
+                      "model's chat template is not applied to them; set data.template=chat to train and "
+                      "evaluate them as user messages")
 
 
 def with_normalized_context(recipe: Recipe) -> Recipe:

@@ -41,6 +41,9 @@ class DataSpec(Strict):
         "assistant", description="which tokens carry loss")
     max_train: int | None = Field(None, ge=1, description="use only the first N training rows")
     seed: int = Field(0, description="seed for the eval split shuffle")
+    template: Literal["as_written", "chat"] = Field(
+        "as_written", description="chat: standard-form preference prompts (plain strings) become a user message, "
+                                  "so the model's chat template is applied to them")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
