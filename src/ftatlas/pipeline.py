@@ -22,8 +22,10 @@ from ftatlas.methods import METHODS, ParamCount, count_params
 from ftatlas.methods.qlora import memory_note
 from ftatlas.models import Loaded, require_chat_template, resolve_device, resolve_precision
 from ftatlas.models.device import Precision
+from ftatlas.models.loading import check_model_name
 from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import OBJECTIVES, TrainContext
+from ftatlas.objectives.checkpoints import atomic_checkpoints
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
 from ftatlas.runs import RunDir, default_run_name
@@ -57,9 +59,11 @@ def eval_metrics(recipe: Recipe, splits: Splits) -> list[str]:
         objective.eval_rows(splits.eval), splits.default_metrics)
 
 
-def prepare(recipe: Recipe, progress: bool = True) -> Session:
-    """Validate everything cheap first (data, names), then create the run dir and load the model."""
+def prepare(recipe: Recipe, progress: bool = True, resume: bool = False) -> Session:
+    """Validate everything cheap first (data, names), then create the run dir and load the model. With ``resume``
+    the existing run dir is reused as it is (its recipe.yaml kept) and must hold a complete checkpoint."""
     objective = OBJECTIVES.get(recipe.objective.name)
+    check_model_name(recipe.model.name)  # an unknown alias or missing path fails before the run dir exists
     splits = load_splits(recipe.data, objective.data_kind)
     if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model, rows they cannot score:
         names = eval_metrics(recipe, splits)  # fail before training
@@ -68,12 +72,18 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
         check_eval_rows(held[: recipe.eval.max_examples] if recipe.eval.max_examples else held, names)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
-    run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
-        recipe.method.name, recipe.objective.name), recipe.output.overwrite)
     recipe = with_normalized_context(recipe)  # e.g. a relative rag index saved as an absolute path
-    run.write_text("recipe.yaml", dump_recipe(recipe))
+    checkpoint = None
+    if resume:
+        run, checkpoint = RunDir.for_resume(recipe.output.dir, recipe.output.name)
+    else:
+        run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
+            recipe.method.name, recipe.objective.name), recipe.output.overwrite)
+        run.write_text("recipe.yaml", dump_recipe(recipe))
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
+    if objective.experimental:
+        console.print(f"[yellow]experimental[/] objective {recipe.objective.name!r}: {objective.experimental}")
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
@@ -81,6 +91,9 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     warn_untemplated(recipe, splits, loaded.tokenizer)
     console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}")
     session = Session(recipe, run, loaded, splits, device, precision, progress)
+    if checkpoint is not None:
+        session.results["resume_from"] = checkpoint
+        console.print(f"[bold]resume[/] from {checkpoint}")
     session.context = setup_context(recipe, loaded.tokenizer, splits)
     return session
 
@@ -167,8 +180,15 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in stats.items()}
     if "train" in stats:
         console.print(f"[bold]train data[/] {stats['train'].summary()}")
+    if hasattr(trainer, "_save_checkpoint"):
+        atomic_checkpoints(trainer)
+    checkpoint = session.results.get("resume_from") if resume else None
+    if resume and checkpoint is None:  # a session prepared without resume=True
+        checkpoint = RunDir.for_resume(session.run.path.parent, session.run.path.name)[1]
+    if checkpoint is not None:  # the rows logged after it (before the kill) are logged again from it
+        session.run.truncate_metrics(int(checkpoint.name.split("-")[-1]))
     with Measure(session.device) as m:
-        out = trainer.train(resume_from_checkpoint=resume or None)
+        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if trainer.eval_dataset is not None:
         trainer.evaluate()  # final held-out loss into metrics.jsonl
     session.run.save_weights(model, session.loaded.tokenizer)
@@ -178,7 +198,7 @@ def fit(session: Session, resume: bool = False) -> FitResult:
 
 def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:
     """The whole recipe: returns the session, whose run dir holds weights, eval.json and report.md."""
-    session = prepare(recipe, progress)
+    session = prepare(recipe, progress, resume)
     if eval_before:
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])

@@ -46,6 +46,7 @@ class Objective:
     data_kind: str = "conversations"
     head: str = "causal_lm"  # or "reward": the base is loaded with a one-output classification head
     eval_metrics: list[str] | None = None  # metrics its own ``evaluate`` reports (None: generation metrics)
+    experimental: str | None = None  # why its results are not trusted yet: printed at run time and in report.md
     pair_eval: bool = False  # trains a policy on chosen/rejected: held-out preference accuracy and margin
 
     def default_metrics(self, eval_rows: list[Any], data_metrics: list[str]) -> list[str]:
