@@ -136,6 +136,7 @@ class JudgeSpec(Strict):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (e.g. http://host:8000/v1); "
                                  "unset = load `model` locally")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
+    allow_insecure: bool = Field(False, description="send the API key over plain http to a non-loopback host")
     rubric: str | None = Field(None, description="pointwise rubric; default ftatlas.evaluate.judge.DEFAULT_RUBRIC")
     show_reference: bool = Field(True, description="show the reference answer to the pointwise judge")
     max_new_tokens: int = Field(64, ge=1, description="tokens the judge may write per verdict")
