@@ -114,22 +114,18 @@ CASES = [
 ]
 
 
-def run_case(case: Case, tmp: Path, model: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    monkeypatch.chdir(tmp)
-    result = CliRunner().invoke(app, case.setup(tmp, model))
-    text = " ".join(result.output.split()).replace(str(tmp), "DIR")
-    return result.exit_code, text
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_a_clear_error(case, tmp_path, tiny_model_dir, monkeypatch):
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    code, text = run_case(case, tmp_path, tiny_model_dir, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    args = case.setup(tmp_path, tiny_model_dir)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split()).replace(str(tmp_path), "DIR")
     assert "Traceback" not in text
-    assert code == case.exit_code, text
+    assert result.exit_code == case.exit_code, text
     assert f"error: {case.error}" in text, text
-    created = set(tmp_path.rglob("*")) - {tmp_path / p for p in before}
-    assert not [p for p in created if "runs" in p.parts], created  # no run dir, nothing written into one
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert after == before  # nothing created or rewritten (no run dir, no recipe.yaml)
 
 
 def doc_rows() -> dict[str, tuple[str, str]]:

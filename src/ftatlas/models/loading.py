@@ -71,7 +71,7 @@ def check_model_name(name: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a Hugging Face model dir (no config.json) nor a .gguf file")
         return "dir"
-    if name.count("/") == 1 and Path(name).parent != Path(".") and Path(name).parent.is_dir():  # runs/nope: a path
+    if name.count("/") == 1 and not name.startswith(("/", ".")) and Path(name).parent.is_dir():  # runs/nope
         raise ModelLoadError(f"{name} does not exist (no such run directory, model dir or file in "
                              f"{Path(name).parent}/)")
     if name.count("/") != 1 or name.startswith(("/", ".", "~")) or name.endswith("/"):
