@@ -79,10 +79,12 @@ def test_rloo_full_model_runs_and_saves(tiny_model_dir, tmp_path):
     assert sum(p.numel() for p in loaded.model.parameters()) > 0
 
 
-def test_ppo_logs_reward_kl_and_losses_per_step(tiny_model_dir, tmp_path):
+def test_ppo_logs_reward_kl_and_losses_per_step(tiny_model_dir, tmp_path, capsys):
     r = online_recipe(tiny_model_dir, tmp_path, {"name": "ppo", "rewards": [{"name": "length_penalty", "target": 2}]},
                       max_steps=3, log_every=1, lr=1e-2)
     session = train(build_recipe(r), progress=False)
+    assert "experimental objective 'ppo'" in capsys.readouterr().err  # said at run time and in the report
+    assert "**experimental** objective `ppo`" in (session.run.path / "report.md").read_text()
     rows = session.run.read_metrics()
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:

@@ -75,6 +75,8 @@ def test_reward_model_trains_scores_and_evaluates(tiny_model_dir, tmp_path):
     s = run(tiny_model_dir, tmp_path, {"name": "reward"})
     ev = s.run.read_json("eval.json")
     assert set(ev["metrics"]) == {"pairwise_accuracy", "mean_margin"} and ev["n"] == 2
+    assert set(ev["ci95"]) == {"pairwise_accuracy", "mean_margin"} and "mean_margin" in ev["scales"]
+    assert "mean_margin" in (s.run.path / "report.md").read_text()  # on its own scale, not as a %
     cfg = json.loads((s.run.adapter_dir / "adapter_config.json").read_text())
     assert cfg["task_type"] == "SEQ_CLS" and "score" in cfg["modules_to_save"]  # the new head is saved
     score = load_reward_scorer(s.run.path)

@@ -19,14 +19,16 @@ from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
 from ftatlas.data.templating import encode_all
 from ftatlas.evaluate.model_metrics import check_metrics
-from ftatlas.evaluate.runner import evaluate_rows
+from ftatlas.evaluate.runner import check_eval_rows, evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
 from ftatlas.methods import ParamCount, count_params
 from ftatlas.methods.qlora import memory_note
 from ftatlas.models import Loaded, require_chat_template, resolve_device, resolve_precision
 from ftatlas.models.device import Precision
+from ftatlas.models.loading import check_model_name
 from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import TrainContext
+from ftatlas.objectives.checkpoints import atomic_checkpoints
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
 from ftatlas.resolve import resolve
@@ -51,32 +53,53 @@ class Session:
 
     @property
     def metrics(self) -> list[str]:
-        own = self.recipe.axes.objective.entry.eval_metrics  # e.g. a reward model's pairwise accuracy
-        return own or self.recipe.eval.metrics or self.splits.default_metrics
+        return eval_metrics(self.recipe, self.splits)
 
 
-def prepare(recipe: Recipe, progress: bool = True) -> Session:
-    """Validate everything cheap first (data, names), then create the run dir and load the model."""
+def eval_metrics(recipe: Recipe, splits: Splits) -> list[str]:
+    """The objective's own (e.g. a reward model's pairwise accuracy), the recipe's, or the defaults for the data."""
+    objective = recipe.axes.objective.entry()
+    return objective.eval_metrics or recipe.eval.metrics or objective.default_metrics(
+        objective.eval_rows(splits.eval), splits.default_metrics)
+
+
+def prepare(recipe: Recipe, progress: bool = True, resume: bool = False) -> Session:
+    """Validate everything cheap first (data, names), then create the run dir and load the model. With ``resume``
+    the existing run dir is reused as it is (its recipe.yaml kept) and must hold a complete checkpoint."""
     objective = recipe.axes.objective.entry
+    check_model_name(recipe.model.name)  # an unknown alias or missing path fails before the run dir exists
     splits = load_splits(recipe.data, objective.data_kind)
-    if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model: fail before training
-        check_metrics(recipe.eval.metrics or splits.default_metrics, recipe.eval)
+    if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model, rows they cannot score:
+        names = eval_metrics(recipe, splits)  # fail before training
+        check_metrics(names, recipe.eval)
+        held = objective().eval_rows(splits.eval)
+        check_eval_rows(held[: recipe.eval.max_examples] if recipe.eval.max_examples else held, names)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
-    run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
-        recipe.method.name, recipe.objective.name), recipe.output.overwrite)
     recipe = with_normalized_context(recipe)  # e.g. a relative rag index saved as an absolute path
-    run.write_text("recipe.yaml", dump_recipe(recipe))
+    checkpoint = None
+    if resume:
+        run, checkpoint = RunDir.for_resume(recipe.output.dir, recipe.output.name)
+    else:
+        run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
+            recipe.method.name, recipe.objective.name), recipe.output.overwrite)
+        run.write_text("recipe.yaml", dump_recipe(recipe))
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
     check_overlap(run, splits)
+    if objective.experimental:
+        console.print(f"[yellow]experimental[/] objective {recipe.objective.name!r}: {objective.experimental}")
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
+    warn_untemplated(recipe, splits, loaded.tokenizer)
     heap = f", heap allocator {allocator.active()}" if device == "cpu" else ""  # allocator.py: why it matters
     console.print(f"[bold]model[/] {loaded.source} on {device}, {precision.label}{heap}")
     session = Session(recipe, run, loaded, splits, device, precision, progress)
+    if checkpoint is not None:
+        session.results["resume_from"] = checkpoint
+        console.print(f"[bold]resume[/] from {checkpoint}")
     session.context = setup_context(recipe, loaded.tokenizer, splits)
     return session
 
@@ -92,6 +115,15 @@ def check_overlap(run: RunDir, splits: Splits) -> int:
     run.write_json("data_checks.json", {"train_eval_overlap": found.count if found else 0,
                                         "overlap": found.lines if found else []})
     return found.count if found else 0
+
+
+def warn_untemplated(recipe: Recipe, splits: Splits, tokenizer: Any) -> None:
+    """Standard-form (plain string) preference prompts reach an instruct model without its chat template."""
+    kind = recipe.axes.objective.entry.data_kind
+    if kind in ("preference", "unpaired") and splits.train[0].is_text and getattr(tokenizer, "chat_template", None):
+        console.print("[yellow]warning[/] the preference rows are in the standard (plain string) form, so the "
+                      "model's chat template is not applied to them; set data.template=chat to train and "
+                      "evaluate them as user messages")
 
 
 def with_normalized_context(recipe: Recipe) -> Recipe:
@@ -175,8 +207,15 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     console.print(f"[bold]learning rate[/] {plan['lr']:g} ({plan['lr_source']})")
     if ctx.budget is not None:
         console.print(f"[bold]budget[/] {ctx.budget.reason}")
+    if hasattr(trainer, "_save_checkpoint"):
+        atomic_checkpoints(trainer)
+    checkpoint = session.results.get("resume_from") if resume else None
+    if resume and checkpoint is None:  # a session prepared without resume=True
+        checkpoint = RunDir.for_resume(session.run.path.parent, session.run.path.name)[1]
+    if checkpoint is not None:  # the rows logged after it (before the kill) are logged again from it
+        session.run.truncate_metrics(int(checkpoint.name.split("-")[-1]))
     with Measure(session.device) as m:
-        out = trainer.train(resume_from_checkpoint=resume or None)
+        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     restored = ctx.budget is not None and ctx.budget.early_stopping and \
         trainer.state.best_global_step not in (None, trainer.state.global_step)
     if trainer.eval_dataset is not None and (restored or ctx.budget is None or not ctx.budget.early_stopping):
@@ -221,7 +260,7 @@ def kept_step(session: Session, trainer: Any, ctx: TrainContext) -> dict[str, An
 
 def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:
     """The whole recipe: returns the session, whose run dir holds weights, eval.json and report.md."""
-    session = prepare(recipe, progress)
+    session = prepare(recipe, progress, resume)
     if eval_before:
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])

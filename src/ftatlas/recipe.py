@@ -44,6 +44,9 @@ class DataSpec(Strict):
         "assistant", description="which tokens carry loss")
     max_train: int | None = Field(None, ge=1, description="use only the first N training rows")
     seed: int = Field(0, description="seed for the eval split shuffle")
+    template: Literal["as_written", "chat"] = Field(
+        "as_written", description="chat: standard-form preference prompts (plain strings) become a user message, "
+                                  "so the model's chat template is applied to them")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -155,6 +158,7 @@ class JudgeSpec(Strict):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (e.g. http://host:8000/v1); "
                                  "unset = load `model` locally")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
+    allow_insecure: bool = Field(False, description="send the API key over plain http to a non-loopback host")
     rubric: str | None = Field(None, description="pointwise rubric; default ftatlas.evaluate.judge.DEFAULT_RUBRIC")
     show_reference: bool = Field(True, description="show the reference answer to the pointwise judge")
     max_new_tokens: int = Field(64, ge=1, description="tokens the judge may write per verdict")

@@ -147,6 +147,11 @@ def write_report(session: Session) -> None:
         f"context: `{r.context.name}` {r.context.params() or ''}",
         f"- data: {session.splits.note}",
     ]
+    from ftatlas.objectives import OBJECTIVES
+
+    experimental = OBJECTIVES.get(r.objective.name).experimental
+    if experimental:
+        parts.append(f"- **experimental** objective `{r.objective.name}`: {experimental}")
     if "quantization" in session.results:
         parts.append(f"- 4-bit base: {session.results['quantization']}")
     if fit is not None and "train" in fit.data_stats:

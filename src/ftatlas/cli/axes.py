@@ -65,11 +65,12 @@ def config_validate(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override key=value")] = None,
 ) -> None:
     """Validate recipes without loading any model."""
+    from ftatlas.models.loading import check_model_name
     from ftatlas.resolve import load_recipe
 
     for f in files:
         try:
-            load_recipe(f, overrides)
+            check_model_name(load_recipe(f, overrides).model.name)  # a name, a path check: nothing loads
         except USER_ERRORS as e:
             fail(e)
         out.print(f"{f}: OK")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ftatlas.cli.common import USER_ERRORS, err, fail, group, out
 
@@ -35,7 +36,9 @@ def rag_ingest(
     except USER_ERRORS as e:  # DocumentError, EmbedderError, RagIndexError are ValueErrors
         fail(e)
     for msg in report.failed.values():
-        err.print(f"[yellow]skipped[/] {msg}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(msg)}", highlight=False)
+    for path, why in report.skipped.items():
+        err.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)
     out.print(f"{index}: {report.summary()}", highlight=False)
 
 

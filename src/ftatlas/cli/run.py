@@ -41,8 +41,6 @@ def train_cmd(
 
     try:
         recipe = load_recipe(recipe_file, overrides)
-        if resume:
-            recipe.output.overwrite = True
         session = train(recipe, resume=resume, eval_before=eval_before)
     except USER_ERRORS as e:
         fail(e)

@@ -71,6 +71,11 @@ class PreferencePair:
     def is_text(self) -> bool:
         return self.prompt_text is not None
 
+    @property
+    def text(self) -> str | None:
+        """Standard form: prompt + chosen as one text (what a plain-text metric such as perplexity scores)."""
+        return None if self.prompt_text is None else self.prompt_text + self.chosen
+
     def to_json(self) -> dict[str, Any]:
         """TRL's row: conversational (message lists) or standard (strings). Readers read it back as ``trl``."""
         if self.is_text:
@@ -105,6 +110,10 @@ class UnpairedExample:
     @property
     def is_text(self) -> bool:
         return self.prompt_text is not None
+
+    @property
+    def text(self) -> str | None:
+        return None if self.prompt_text is None else self.prompt_text + self.completion
 
     def to_json(self) -> dict[str, Any]:
         if self.is_text:
@@ -309,3 +318,33 @@ def read_unpaired_file(path: str | Path, format: str = "auto") -> list[UnpairedE
     records = _read(path, format, PAIR_FORMATS + UNPAIRED_FORMATS)
     return to_unpaired(records) if isinstance(records[0], PreferencePair) else records
 
+
+
+def pair_up(examples: list[UnpairedExample]) -> list[PreferencePair | UnpairedExample]:
+    """Unpaired examples regrouped for evaluation: a desirable and an undesirable completion of the same prompt
+    become one pair (scored by the preference metrics); a desirable one left without a partner stays as it is
+    (scored by generation only). Undesirable ones left without a partner are no reference answer and are left out
+    (KTO's held-out generation eval has always scored desirable completions only)."""
+    def key(e: UnpairedExample) -> Any:
+        return e.prompt_text if e.is_text else tuple((m.role, m.content) for m in e.prompt)
+
+    bad: dict[Any, list[UnpairedExample]] = {}
+    for e in examples:
+        if not e.label:
+            bad.setdefault(key(e), []).append(e)
+    out: list[PreferencePair | UnpairedExample] = []
+    for e in examples:
+        if e.label:
+            partner = bad.get(key(e)) and bad[key(e)].pop(0)
+            out.append(PreferencePair(list(e.prompt), e.completion, partner.completion, e.prompt_text, e.source,
+                                      e.line) if partner else e)
+    return out
+
+
+def as_chat(rows: list[Any]) -> list[Any]:
+    """``data.template: chat``: standard-form (plain string) prompts become one user message, so the model's chat
+    template is applied to them in training and evaluation; conversational rows are unchanged."""
+    for r in rows:
+        if r.is_text:
+            r.prompt, r.prompt_text = [Message("user", r.prompt_text)], None
+    return rows

@@ -144,10 +144,16 @@ def _checked_path(path: str | Path) -> Path:
 
 
 def _read_text(p: Path) -> str:
+    raw = p.read_bytes()
     try:
-        return p.read_text(encoding="utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(p, None, None, f"not valid UTF-8: {e}") from None
+        line = raw[:e.start].count(b"\n") + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        byte = raw[e.start:e.start + 1].hex()
+        raise DataError(p, line, None, f"not valid UTF-8 (byte 0x{byte} at column {column}); the file is in another "
+                                       "encoding (often latin-1 / cp1252): re-save it as UTF-8, e.g. "
+                                       f"`iconv -f cp1252 -t utf-8 {p.name} > {p.stem}.utf8{p.suffix}`") from None
 
 
 def _as_row(file: str | Path, line: int, obj: Any) -> tuple[int, dict]:

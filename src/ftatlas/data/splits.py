@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ftatlas.data.builtin import BUILTIN_METRICS, BUILTINS, PREFERENCE_BUILTINS
 from ftatlas.data.errors import DataError
-from ftatlas.data.preference import read_preference_file, read_unpaired_file, to_unpaired
+from ftatlas.data.preference import as_chat, read_preference_file, read_unpaired_file, to_unpaired
 from ftatlas.data.prompts import from_conversation, read_prompts
 from ftatlas.data.readers import read_file
 from ftatlas.data.records import Conversation
@@ -84,12 +84,21 @@ def load_splits(spec: DataSpec, kind: str = "conversations") -> Splits:
             train, held = _split(train, spec.eval_split, spec.seed)
             note = f"{spec.train}: {len(train)} train / {len(held)} held-out rows (eval_split={spec.eval_split})"
         metrics = ["exact_match", "token_f1"]
+    if spec.template == "chat":
+        if kind not in ("preference", "unpaired"):
+            raise DataError(where_of(spec), None, "data.template", "'chat' turns standard-form preference prompts "
+                                                                   "into user messages; this objective reads "
+                                                                   f"{kind} rows")
+        train, held = as_chat(train), as_chat(held)
     if spec.max_train is not None:
         train = train[: spec.max_train]
-    where = spec.train or f"builtin:{spec.builtin}"
     if not train:
-        raise DataError(where, None, "data.train", "the training split is empty")
+        raise DataError(where_of(spec), None, "data.train", "the training split is empty")
     return Splits(train, held, metrics, note)
+
+
+def where_of(spec: DataSpec) -> str:
+    return spec.train or f"builtin:{spec.builtin}"
 
 
 def _split(rows: list[Conversation], frac: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:

@@ -97,7 +97,7 @@ def evaluate_target(
         objective = recipe.axes.objective.entry()
         splits = load_splits(recipe.data, objective.data_kind)  # e.g. pairs: scored against `chosen`
         rows = objective.eval_rows(splits.eval)
-        metrics = metrics or recipe.eval.metrics or splits.default_metrics
+        metrics = metrics or recipe.eval.metrics or objective.default_metrics(rows, splits.default_metrics)
     metrics = metrics or (recipe.eval.metrics if recipe else None) or FALLBACK_METRICS
     ctx = context_for(recipe, loaded.tokenizer, context, context_options)
     device = next(loaded.model.parameters()).device.type

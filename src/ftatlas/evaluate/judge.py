@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +57,7 @@ class EndpointJudge:
         self.spec = spec
         self.url = spec.base_url.rstrip("/") + "/chat/completions"
         self.label = f"{spec.model} at {spec.base_url}"
+        check_key_transport(spec)  # also here, where the key is read: whoever builds a client gets the check
         self.key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
 
     def _one(self, chat: Chat) -> str:
@@ -158,6 +161,28 @@ def _check(spec: Any) -> None:
         raise ValueError(f"eval.judge.base_url: expected http(s)://host[:port]/v1, got {judge.base_url!r}")
     if judge.api_key_env and not os.environ.get(judge.api_key_env):
         raise ValueError(f"eval.judge.api_key_env: environment variable {judge.api_key_env} is not set")
+    check_key_transport(judge)
+
+
+def check_key_transport(judge: Any) -> None:
+    """An API key goes only over https or to this machine (loopback), unless ``allow_insecure`` says otherwise."""
+    if not judge.api_key_env or not judge.base_url or judge.allow_insecure:
+        return
+    url = urllib.parse.urlsplit(judge.base_url)
+    if url.scheme == "https" or _loopback(url.hostname or ""):
+        return
+    raise ValueError(f"eval.judge.base_url: {judge.base_url} is plain http to another machine, and the API key in "
+                     f"${judge.api_key_env} would cross the network unencrypted; use https, or set "
+                     "eval.judge.allow_insecure=true to send it anyway")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class ModelMetric:
     needs: str | None = None  # the EvalSpec field it cannot run without
     scale: str | None = None  # set when the value is not a fraction in [0, 1] (eval.json "scales")
     check: Callable[[Any], None] | None = None  # validates its configuration before any model loads
+    rows: str | None = None  # "pairs": scores chosen/rejected pairs only (preference metrics)
 
 
 MODEL_METRICS: Registry[ModelMetric] = Registry("metric")
@@ -118,4 +119,4 @@ def missing_config(names: list[str], spec: Any) -> str | None:
 
 
 # The metric families register themselves on import (they import ``register`` from here).
-from ftatlas.evaluate import json_schema, judge, loglik, reward_score  # noqa: E402, F401
+from ftatlas.evaluate import json_schema, judge, loglik, preference, reward_score  # noqa: E402, F401

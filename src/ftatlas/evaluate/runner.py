@@ -22,8 +22,11 @@ from ftatlas.recipe import EvalSpec
 N_EXAMPLES = 20  # examples kept in eval.json for a human to read
 
 
-def _pairs(rows: list[Conversation], metrics: list[str]) -> list[tuple[list[Message], str]]:
-    """(prompt messages, reference) per row; plain-text rows have no prompt and are their own reference."""
+def check_eval_rows(rows: list[Any], metrics: list[str]) -> None:
+    """Everything about the held-out rows that would make scoring fail, checked before training starts: no rows,
+    plain-text rows for a metric that needs a prompt and a reference, a pair metric on rows that are not pairs."""
+    if not rows:
+        raise ValueError("no held-out rows to evaluate; set data.eval or data.eval_split > 0")
     if any(r.is_text for r in rows):
         other = [m for m in metrics if m not in MODEL_METRICS or not MODEL_METRICS.get(m).text_rows]
         if other:
@@ -31,8 +34,17 @@ def _pairs(rows: list[Conversation], metrics: list[str]) -> list[tuple[list[Mess
             able = ", ".join(n for n in MODEL_METRICS.names() if MODEL_METRICS.get(n).text_rows)
             raise ValueError(f"{first.source}:{first.line}: a plain-text row has no prompt/answer to score with "
                              f"{', '.join(other)}; plain text is scored by: {able}")
-        return [([], r.text or "") if r.is_text else r.prompt_and_reference() for r in rows]
-    return [r.prompt_and_reference() for r in rows]
+    pair_metrics = [m for m in metrics if m in MODEL_METRICS and MODEL_METRICS.get(m).rows == "pairs"]
+    if pair_metrics and not any(hasattr(r, "chosen") for r in rows):
+        raise ValueError(f"{rows[0].source}:{rows[0].line}: {', '.join(pair_metrics)} score chosen/rejected "
+                         "pairs, and the held-out rows have none (train a preference objective, or drop them "
+                         "from eval.metrics)")
+
+
+def _pairs(rows: list[Any], metrics: list[str]) -> list[tuple[list[Message], str]]:
+    """(prompt messages, reference) per row; plain-text rows have no prompt and are their own reference."""
+    check_eval_rows(rows, metrics)
+    return [([], r.text or "") if r.is_text else r.prompt_and_reference() for r in rows]
 
 
 def _model_metrics(names: list[str], batch: EvalBatch) -> tuple[dict[str, MetricResult], dict[str, float]]:
@@ -87,8 +99,6 @@ def evaluate_rows(
     ``generator`` answers the rendered prompts instead of ``model.generate`` (another consumer of the same
     weights, e.g. llama.cpp for an exported GGUF); prompts, context and scoring stay the same."""
     rows = rows[: spec.max_examples] if spec.max_examples else rows
-    if not rows:
-        raise ValueError("no held-out rows to evaluate; set data.eval or data.eval_split > 0")
     check_metrics(metrics, spec)
     pairs = _pairs(rows, metrics)
     conv = [msgs for msgs, _ in pairs if msgs]

@@ -57,23 +57,48 @@ def cache_root() -> Path:
     return Path(base) / "ftatlas"
 
 
-def resolve_source(name: str) -> str:
-    """Turn an alias, .gguf path, local dir or hub id into a loadable local dir (or hub id)."""
+def check_model_name(name: str) -> str:
+    """The cheap part of :func:`resolve_source`, run before a run dir is created or anything loads: which kind of
+    name it is ("alias", "gguf", "dir", "hub"), or a ModelLoadError that says why it is none."""
     if name in ALIASES:
-        return str(gguf_to_hf_dir(ALIASES[name]()))
+        return "alias"
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist")
-        return str(gguf_to_hf_dir(path))
+        return "gguf"
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a Hugging Face model dir (no config.json) nor a .gguf file")
-        return str(path)
-    if name.count("/") != 1 or name.startswith(("/", ".")):
+        return "dir"
+    if name.count("/") == 1 and not name.startswith(("/", ".")) and Path(name).parent.is_dir():  # runs/nope
+        raise ModelLoadError(f"{name} does not exist (no such run directory, model dir or file in "
+                             f"{Path(name).parent}/)")
+    if name.count("/") != 1 or name.startswith(("/", ".", "~")) or name.endswith("/"):
         raise ModelLoadError(
             f"model {name!r} is not an alias ({', '.join(ALIASES)}), an existing path, or a hub id (org/name)"
         )
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") and not _in_hub_cache(name):
+        raise ModelLoadError(f"model {name!r}: no such local path, and HF_HUB_OFFLINE is set and the hub cache has "
+                             "no copy of it")
+    return "hub"
+
+
+def _in_hub_cache(repo: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+
+
+def resolve_source(name: str) -> str:
+    """Turn an alias, .gguf path, local dir or hub id into a loadable local dir (or hub id)."""
+    kind = check_model_name(name)
+    if kind == "alias":
+        return str(gguf_to_hf_dir(ALIASES[name]()))
+    if kind == "gguf":
+        return str(gguf_to_hf_dir(Path(name).expanduser()))
+    if kind == "dir":
+        return str(Path(name).expanduser())
     return name  # hub id: transformers downloads it where there is internet
 
 

@@ -50,6 +50,16 @@ class Objective:
     data_kind: str = "conversations"
     head: str = "causal_lm"  # or "reward": the base is loaded with a one-output classification head
     eval_metrics: list[str] | None = None  # metrics its own ``evaluate`` reports (None: generation metrics)
+    experimental: str | None = None  # why its results are not trusted yet: printed at run time and in report.md
+    pair_eval: bool = False  # trains a policy on chosen/rejected: held-out preference accuracy and margin
+
+    def default_metrics(self, eval_rows: list[Any], data_metrics: list[str]) -> list[str]:
+        """Metrics when the recipe names none: the data's (e.g. a built-in's), and for a ``pair_eval`` objective
+        the preference metrics first, with generation metrics only where the rows give a prompt and a reference."""
+        if not self.pair_eval:
+            return data_metrics
+        generation = data_metrics if eval_rows and not any(r.is_text for r in eval_rows) else []
+        return ["preference_accuracy", "preference_margin", *generation]
 
     def build(self, ctx: TrainContext) -> Any:  # pragma: no cover - interface
         raise NotImplementedError

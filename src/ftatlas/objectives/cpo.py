@@ -34,6 +34,7 @@ class CPOParams(BaseModel):
 class CPO(Objective):
     summary = "contrastive preference optimisation: reference-free preference loss + NLL on chosen"
     data_kind = "preference"
+    pair_eval = True
     Params = CPOParams
 
     def check_recipe(self, params: CPOParams, recipe: Any) -> None:

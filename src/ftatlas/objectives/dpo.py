@@ -43,6 +43,7 @@ class DPOParams(BaseModel):
 class DPO(Objective):
     summary = "direct preference optimisation on chosen/rejected pairs (any TRL DPO loss), reference explicit"
     data_kind = "preference"
+    pair_eval = True
     Params = DPOParams
 
     def check_recipe(self, params: DPOParams, recipe: Any) -> None:

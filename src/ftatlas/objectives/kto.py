@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from trl import KTOConfig, KTOTrainer
 
+from ftatlas.data.preference import pair_up
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
 from ftatlas.objectives.trl_glue import (
     FUSED_HEAD,
@@ -33,6 +34,7 @@ class KTOParams(BaseModel):
 class KTO(Objective):
     summary = "KTO on unpaired desirable/undesirable completions (or pairs split in two), reference explicit"
     data_kind = "unpaired"
+    pair_eval = True
     Params = KTOParams
 
     def check_recipe(self, params: KTOParams, recipe: Any) -> None:
@@ -42,7 +44,7 @@ class KTO(Objective):
                              "set train.batch_size >= 2 (or objective.loss=apo_zero_unpaired)")
 
     def eval_rows(self, rows: list[Any]) -> list[Any]:
-        return [r for r in rows if r.label]  # generation is scored against desirable completions only
+        return pair_up(rows)  # desirable + undesirable of one prompt -> a pair; generation scores desirable only
 
     def build(self, ctx: TrainContext) -> Any:
         p: KTOParams = ctx.recipe.objective_params()

@@ -28,6 +28,7 @@ class ORPOParams(BaseModel):
 class ORPO(Objective):
     summary = "SFT on chosen plus an odds-ratio penalty against rejected; no reference model"
     data_kind = "preference"
+    pair_eval = True
     Params = ORPOParams
 
     def check_recipe(self, params: ORPOParams, recipe: Any) -> None:

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
 from ftatlas.data.preference import PreferencePair
+from ftatlas.evaluate.bootstrap import bootstrap_statistic
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
 from ftatlas.objectives.trl_glue import preference_trainer, refuse_methods
 
@@ -45,7 +47,7 @@ class Reward(Objective):
     summary = "reward model: classification head trained on chosen/rejected pairs; eval = pairwise accuracy"
     data_kind = "preference"
     head = "reward"
-    eval_metrics = ["pairwise_accuracy"]
+    eval_metrics = ["pairwise_accuracy", "mean_margin"]
     Params = RewardParams
 
     def check_recipe(self, params: RewardParams, recipe: Any) -> None:
@@ -119,8 +121,13 @@ def pairwise_accuracy(model: Any, tokenizer: PreTrainedTokenizerBase, pairs: lis
                  "reference": p.chosen, "prediction": f"chosen {c:+.3f} vs rejected {r:+.3f}: {p.rejected}",
                  "score_chosen": round(c, 4), "score_rejected": round(r, 4)}
                 for p, c, r in list(zip(pairs, chosen, rejected, strict=True))[:20]]
-    return {"metrics": {"pairwise_accuracy": sum(m > 0 for m in margins) / n if n else 0.0,
-                        "mean_margin": sum(margins) / n if n else 0.0},
+    right, margin = np.asarray([m > 0 for m in margins], dtype=np.float64), np.asarray(margins, dtype=np.float64)
+    ci95 = {"pairwise_accuracy": bootstrap_statistic(lambda idx: right[idx].mean(axis=-1), n),
+            "mean_margin": bootstrap_statistic(lambda idx: margin[idx].mean(axis=-1), n)}
+    return {"metrics": {"pairwise_accuracy": float(right.mean()) if n else 0.0,
+                        "mean_margin": float(margin.mean()) if n else 0.0},
+            "ci95": {k: v for k, v in ci95.items() if v is not None},
+            "scales": {"mean_margin": "reward difference, chosen - rejected (unbounded)"},
             "n": n, "examples": examples}
 
 

@@ -19,6 +19,7 @@ names the function.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import math
@@ -66,6 +67,50 @@ def completion_text(completion: Any) -> str:
 
 def is_user_function(name: str) -> bool:
     return ":" in name
+
+
+def _defined_names(source: str) -> set[str] | None:
+    """Top-level names a module's source binds (None: a star import, so any name may exist)."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" for a in node.names):
+                return None
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def check_user_function(ref: str) -> None:
+    """What recipe validation checks of ``module:function`` without running any user code: the reference's shape,
+    that the file or top-level module exists, and (reading its source, not importing it) that it defines the
+    name. The import itself happens when a run needs the function (:func:`load_user_function`)."""
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        raise RewardError(f"reward function {ref!r}: expected 'module:function' or 'path/to/file.py:function'")
+    if target.endswith(".py"):
+        source: Path | None = Path(target)
+        if not source.is_file():
+            raise RewardError(f"reward function {ref!r}: file {target} does not exist")
+    else:
+        top = target.split(".")[0]  # find_spec of a dotted name would import (run) its parent packages
+        spec = importlib.util.find_spec(top)
+        if spec is None:
+            raise RewardError(f"reward function {ref!r}: no module named {top!r}")
+        origin = spec.origin if target == top else None
+        source = Path(origin) if origin and origin.endswith(".py") else None
+    if source is None:
+        return
+    try:
+        names = _defined_names(source.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError) as e:
+        raise RewardError(f"reward function {ref!r}: {source} is not valid Python: {e}") from None
+    if names is not None and attr not in names:
+        raise RewardError(f"reward function {ref!r}: {target} has no attribute {attr!r}")
 
 
 def load_user_function(ref: str) -> Callable[..., Any]:
@@ -146,11 +191,12 @@ class RewardSpec(BaseModel):
 
     @model_validator(mode="after")
     def _resolvable(self) -> RewardSpec:
-        """Built-in params and user imports are checked when the recipe validates, before any model loads."""
+        """Built-in params and user references are checked when the recipe validates, before any model loads;
+        user code is not run until a run needs it."""
         if is_user_function(self.name):
             if self.params():
                 raise ValueError(f"reward {self.name!r}: user functions take no params ({', '.join(self.params())})")
-            load_user_function(self.name)
+            check_user_function(self.name)
         else:
             self._builtin_params()
         return self

@@ -6,7 +6,11 @@ file (and line and field); ingest records it and goes on with the other files.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +44,22 @@ def find_files(sources: list[str | Path]) -> list[Path]:
             out.append(p)
         else:
             raise DocumentError(f"{p}: no such file or folder")
+    return out
+
+
+def skipped_files(sources: list[str | Path]) -> dict[str, str]:
+    """Files inside the given folders that ingest leaves out, each with the reason (never skipped unnamed)."""
+    out: dict[str, str] = {}
+    for src in sources:
+        p = Path(src)
+        for f in sorted(p.rglob("*")) if p.is_dir() else []:
+            if not f.is_file():
+                continue
+            if any(part.startswith(".") for part in f.relative_to(p).parts):
+                out[str(f)] = "hidden file or folder"
+            elif f.suffix.lower() not in SUFFIXES:
+                kind = f.suffix or "(none)"
+                out[str(f)] = f"unsupported file type {kind!r}; supported: {', '.join(sorted(SUFFIXES))}"
     return out
 
 
@@ -88,13 +108,41 @@ def _pdf_text(path: Path) -> str:
     except MissingExtra as e:
         raise DocumentError(str(e)) from None
     PdfReader, PdfReadError = pypdf.PdfReader, pypdf.errors.PdfReadError  # noqa: N806 - the library's names
-    try:
-        pages = [p.extract_text() or "" for p in PdfReader(str(path)).pages]
-    except (PdfReadError, OSError, ValueError) as e:
-        raise DocumentError(f"{path}: unreadable PDF ({e})") from None
-    except Exception as e:  # noqa: BLE001 - a malformed PDF can fail anywhere in the parser; one file, one message
-        raise DocumentError(f"{path}: unreadable PDF ({type(e).__name__}: {e})") from None
+    with _captured("pypdf") as noise:  # pypdf logs/warns about malformed files; that goes into our message
+        try:
+            pages = [p.extract_text() or "" for p in PdfReader(str(path)).pages]
+        except (PdfReadError, OSError, ValueError) as e:
+            raise DocumentError(f"{path}: unreadable PDF ({e}){_said(noise)}") from None
+        except Exception as e:  # noqa: BLE001 - a malformed PDF can fail anywhere in the parser; one file, one message
+            raise DocumentError(f"{path}: unreadable PDF ({type(e).__name__}: {e}){_said(noise)}") from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
-        raise DocumentError(f"{path}: the PDF has no extractable text (scanned images need OCR first)")
+        raise DocumentError(f"{path}: the PDF has no extractable text (scanned images need OCR first){_said(noise)}")
     return text
+
+
+def _said(noise: list[str]) -> str:
+    return f"; pypdf said: {'; '.join(dict.fromkeys(noise))}" if noise else ""
+
+
+@contextlib.contextmanager
+def _captured(logger_name: str) -> Iterator[list[str]]:
+    """Collect a library's log records and Python warnings instead of letting them reach stderr."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    log = logging.getLogger(logger_name)
+    handler, propagate = Collect(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+        messages += [str(w.message) for w in caught]
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftatlas.context.retrieval.chunking import chunk_text
-from ftatlas.context.retrieval.documents import DocumentError, find_files, read_documents
+from ftatlas.context.retrieval.documents import DocumentError, find_files, read_documents, skipped_files
 from ftatlas.context.retrieval.embedding import DEFAULT_EMBEDDER, load_embedder
 from ftatlas.context.retrieval.store import IndexStore, RagIndexError
 
@@ -27,6 +27,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # files in the folders that are not documents, and why
     chunks_embedded: int = 0
     seconds: float = 0.0
     totals: dict[str, object] = field(default_factory=dict)
@@ -34,7 +35,8 @@ class IngestReport:
     def summary(self) -> str:
         ok = [f for f in self.added if f not in self.failed], [f for f in self.updated if f not in self.failed]
         return (f"{len(ok[0])} added, {len(ok[1])} updated, {len(self.unchanged)} unchanged, "
-                f"{len(self.removed)} removed, {len(self.failed)} failed; {self.chunks_embedded} chunks embedded "
+                f"{len(self.removed)} removed, {len(self.failed)} failed, {len(self.skipped)} skipped; "
+                f"{self.chunks_embedded} chunks embedded "
                 f"in {self.seconds:.1f} s; index holds {self.totals.get('files')} files / "
                 f"{self.totals.get('chunks')} chunks")
 
@@ -55,6 +57,7 @@ def ingest(sources: list[str], index: str | Path, *, embedder: str = DEFAULT_EMB
     report = IngestReport()
     paths = resolve_sources(sources)
     files = find_files(paths)
+    report.skipped = skipped_files(paths)
     store = IndexStore(index, create=True)
     try:
         _check_settings(store, embedder, chunk_size, overlap, text_field)
