@@ -1,0 +1,148 @@
+// Plain SVG charts (no library): line charts, scatter plots with intervals, the decision map.
+(() => {
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+function svgEl(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function niceTicks(lo, hi, n = 5) {
+  if (!isFinite(lo) || !isFinite(hi)) return [];
+  if (lo === hi) { lo -= 1; hi += 1; }
+  const step0 = (hi - lo) / n;
+  const mag = Math.pow(10, Math.floor(Math.log10(step0)));
+  const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+function fmt(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  return a >= 1e4 || a < 1e-3 ? v.toExponential(1) : +v.toPrecision(3) + "";
+}
+
+// series: [{name, points: [[x, y], ...]}]; opts: {title, xlabel, ylabel, width, height, ci: bool}
+function axesChart(series, opts) {
+  const W = opts.width || 520, H = opts.height || 300, m = {l: 64, r: 16, t: 30, b: 44};
+  const svg = svgEl("svg", {viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": opts.title});
+  const pts = series.flatMap(s => s.points.concat(s.ci ? s.ci.flatMap(([x, lo, hi]) => [[x, lo], [x, hi]]) : []));
+  svg.appendChild(svgEl("text", {x: W / 2, y: 18, class: "chart-title", "text-anchor": "middle"}, opts.title));
+  if (!pts.length) {
+    svg.appendChild(svgEl("text", {x: W / 2, y: H / 2, "text-anchor": "middle", class: "muted"}, "no data yet"));
+    return svg;
+  }
+  let [x0, x1] = [Math.min(...pts.map(p => p[0])), Math.max(...pts.map(p => p[0]))];
+  let [y0, y1] = [Math.min(...pts.map(p => p[1])), Math.max(...pts.map(p => p[1]))];
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
+  const pad = (y1 - y0) * 0.08; y0 -= pad; y1 += pad;
+  const sx = x => m.l + (x - x0) / (x1 - x0) * (W - m.l - m.r);
+  const sy = y => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
+  for (const t of niceTicks(y0, y1)) {
+    svg.appendChild(svgEl("line", {x1: m.l, x2: W - m.r, y1: sy(t), y2: sy(t), class: "grid"}));
+    svg.appendChild(svgEl("text", {x: m.l - 6, y: sy(t) + 4, "text-anchor": "end", class: "tick"}, fmt(t)));
+  }
+  for (const t of niceTicks(x0, x1)) {
+    svg.appendChild(svgEl("text", {x: sx(t), y: H - m.b + 16, "text-anchor": "middle", class: "tick"}, fmt(t)));
+  }
+  svg.appendChild(svgEl("text", {x: (W + m.l) / 2, y: H - 6, "text-anchor": "middle", class: "axis-label"},
+    opts.xlabel || ""));
+  svg.appendChild(svgEl("text", {x: 14, y: (H - m.b + m.t) / 2, "text-anchor": "middle", class: "axis-label",
+    transform: `rotate(-90 14 ${(H - m.b + m.t) / 2})`}, opts.ylabel || ""));
+  series.forEach((s, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    const g = svgEl("g", {class: "series", "data-name": s.name});
+    if (opts.scatter) {
+      for (const [x, lo, hi] of s.ci || []) {
+        g.appendChild(svgEl("line", {x1: sx(x), x2: sx(x), y1: sy(lo), y2: sy(hi), stroke: color, "stroke-width": 2}));
+      }
+      for (const [x, y] of s.points) {
+        const c = svgEl("circle", {cx: sx(x), cy: sy(y), r: 6, fill: color, class: "point"});
+        c.appendChild(svgEl("title", {}, `${s.name}: ${fmt(y)} at ${fmt(x)}`));
+        g.appendChild(c);
+        g.appendChild(svgEl("text", {x: sx(x) + 9, y: sy(y) - 7, class: "point-label"}, s.name));
+      }
+    } else {
+      const d = s.points.map(([x, y], j) => `${j ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
+      g.appendChild(svgEl("path", {d, fill: "none", stroke: color, "stroke-width": 2}));
+      for (const [x, y] of s.points) {
+        const c = svgEl("circle", {cx: sx(x), cy: sy(y), r: 3, fill: color, class: "point"});
+        c.appendChild(svgEl("title", {}, `${s.name} step ${x}: ${fmt(y)}`));
+        g.appendChild(c);
+      }
+    }
+    svg.appendChild(g);
+  });
+  if (series.length > 1 && !opts.scatter) {
+    series.forEach((s, i) => {
+      const y = m.t + 4 + i * 15;
+      svg.appendChild(svgEl("rect", {x: W - m.r - 120, y: y - 8, width: 10, height: 10,
+        fill: PALETTE[i % PALETTE.length]}));
+      svg.appendChild(svgEl("text", {x: W - m.r - 106, y: y + 1, class: "legend"}, s.name));
+    });
+  }
+  return svg;
+}
+
+// The seeds' decision map: nodes by layer (rows) and column, the taken path highlighted.
+function decisionMap(map) {
+  const BW = 250, BH = 52, GX = 40, GY = 26;
+  const cols = Math.max(...map.nodes.map(n => n.col)) + 1;
+  const rows = Math.max(...map.nodes.map(n => n.layer)) + 1;
+  const W = cols * (BW + GX) + GX + 80, H = rows * (BH + GY) + GY;
+  const pos = {};
+  for (const n of map.nodes) pos[n.id] = {x: GX + n.col * (BW + GX), y: GY / 2 + n.layer * (BH + GY)};
+  const svg = svgEl("svg", {viewBox: `0 0 ${W} ${H}`, class: "decision-map", role: "img",
+    "aria-label": "decision map"});
+  const defs = svgEl("defs");
+  for (const [id, color] of [["arrow", "#888"], ["arrow-hot", "#e65100"]]) {
+    const mk = svgEl("marker", {id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
+      orient: "auto-start-reverse"});
+    mk.appendChild(svgEl("path", {d: "M0,0 L10,5 L0,10 z", fill: color}));
+    defs.appendChild(mk);
+  }
+  svg.appendChild(defs);
+  for (const e of map.edges) {
+    const a = pos[e.from], b = pos[e.to];
+    let d, lx, ly;
+    if (a.x === b.x && b.y - a.y > BH + GY) {  // a long edge down the same column: bend around the right side
+      const x = a.x + BW + GX / 2 + (b.y - a.y) / (BH + GY) * 6;
+      d = `M${a.x + BW},${a.y + BH / 2} H${x} V${b.y + BH / 2} H${b.x + BW}`;
+      [lx, ly] = [x, a.y];
+    } else if (a.x === b.x) {
+      d = `M${a.x + BW / 2},${a.y + BH} V${b.y}`;
+      [lx, ly] = [a.x + BW / 2 + 6, (a.y + BH + b.y) / 2 + 4];
+    } else {
+      const sx = a.x + BW / 2, sy = a.y + BH, tx = b.x + BW / 2, ty = b.y;
+      d = `M${sx},${sy} C${sx},${(sy + ty) / 2} ${tx},${(sy + ty) / 2} ${tx},${ty}`;
+      [lx, ly] = [(sx + tx) / 2 + 6, (sy + ty) / 2 + 4];
+    }
+    svg.appendChild(svgEl("path", {d, fill: "none", class: e.taken ? "edge taken" : "edge",
+      "marker-end": `url(#${e.taken ? "arrow-hot" : "arrow"})`}));
+    if (e.label) svg.appendChild(svgEl("text", {x: lx, y: ly, class: "edge-label"}, e.label));
+  }
+  for (const n of map.nodes) {
+    const {x, y} = pos[n.id];
+    const g = svgEl("g", {class: "node" + (n.taken ? " taken" : "") + (n.question ? " question" : ""),
+      "data-id": n.id});
+    g.appendChild(svgEl("rect", {x, y, width: BW, height: BH, rx: n.question ? 18 : 4}));
+    g.appendChild(svgEl("text", {x: x + BW / 2, y: y + 21, "text-anchor": "middle", class: "node-en"},
+      `${n.id}: ${n.english}`));
+    g.appendChild(svgEl("text", {x: x + BW / 2, y: y + 39, "text-anchor": "middle", class: "node-ru"},
+      n.label.length > 44 ? n.label.slice(0, 43) + "…" : n.label));
+    g.appendChild(svgEl("title", {}, `${n.label}\n${n.english}`));
+    svg.appendChild(g);
+  }
+  return svg;
+}
+
+window.Charts = {axesChart, decisionMap};
+})();
