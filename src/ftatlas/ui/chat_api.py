@@ -3,7 +3,8 @@
 The UI's chat panel speaks only the OpenAI request/response shape, so this app and ``ftatlas serve``'s
 (``ftatlas.serve.app.create_app``) are interchangeable; ``ftatlas.ui.app.openai_app`` picks one. Model ids
 are run names under the runs folder (or any model the CLI's ``chat`` accepts: a path, alias or hub id).
-The run's context (RAG passages, few-shot examples) is returned in the ``ftatlas`` extension field.
+The run's context (RAG passages, few-shot examples) is returned in the ``sources`` extension field, as
+``ftatlas serve`` does.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def create_app(runs_root: Path) -> FastAPI:
                          "finish_reason": "length" if completion_tokens >= req.max_tokens else "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
-            "ftatlas": {"context": info},  # RAG passages / few-shot examples; OpenAI clients ignore it
+            "sources": info,  # RAG passages / few-shot examples (the field serve uses); OpenAI clients ignore it
         }
 
     return api

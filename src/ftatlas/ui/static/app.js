@@ -15,6 +15,17 @@ async function api(path, body) {
   return data;
 }
 
+// Call fn every ms while the page that started it is shown and fn returns true (route() bumps window.uiPage).
+function poll(fn, ms) {
+  const page = window.uiPage;
+  const id = setInterval(async () => {
+    if (window.uiPage !== page) { clearInterval(id); return; }
+    let again = false;
+    try { again = await fn(); } catch (e) { again = true; }  // a failed poll (server busy) is retried
+    if (!again || window.uiPage !== page) clearInterval(id);
+  }, ms);
+}
+
 function table(rows, cols, opts = {}) {
   cols = cols || (rows.length ? Object.keys(rows[0]) : []);
   const state = {sort: null, dir: 1, filter: ""};
@@ -44,7 +55,7 @@ function table(rows, cols, opts = {}) {
 
 const pct = (v, own) => (v === null || v === undefined ? "-" : own ? v.toFixed(3) : (100 * v).toFixed(1));
 const gib = b => (b ? (b / 2 ** 30).toFixed(2) + " GiB" : "-");
-const secs = s => (s === null || s === undefined ? "-" : s < 120 ? s.toFixed(0) + " s" : (s / 60).toFixed(1) + " min");
+const secs = s => (s === null || s === undefined ? "-" : s < 10 ? s.toFixed(1) + " s" : s < 120 ? s.toFixed(0) + " s" : (s / 60).toFixed(1) + " min");
 
 function metricText(run, m) {
   const v = run.metrics[m], ci = run.ci95[m];
@@ -73,7 +84,11 @@ async function pageRuns() {
       location.hash = `#compare/${encodeURIComponent(document.getElementById("cmp-a").value)}/${encodeURIComponent(document.getElementById("cmp-b").value)}`;
     }}, "compare")));
   if (runs.length > 1) document.getElementById("cmp-b").selectedIndex = 1;
-  window.uiTimer = setInterval(async () => { document.querySelector(".jobs").replaceWith(jobsPanel(await api("/api/jobs"))); }, 2000);
+  poll(async () => {
+    const jobs = await api("/api/jobs"), el = document.querySelector(".jobs");
+    if (el) el.replaceWith(jobsPanel(jobs));
+    return true;
+  }, 2000);
 }
 
 function jobsPanel(jobs) {
@@ -105,7 +120,9 @@ async function pageRun(name) {
     const kids = [
       h("p", {}, `${r.method} · ${r.objective} · ${r.context} · ${r.model} · status `, h("b", {class: "status"}, r.status)),
       job ? h("div", {class: "progress"}, h("progress", {max: job.total || 1, value: job.step || 0}),
-        ` ${job.state}: ` + (job.total ? `step ${job.step}/${job.total}, ${job.elapsed} elapsed, ETA ${job.eta}` : "starting…"),
+        ` ${job.state}: ` + (!job.total ? "starting…" : job.step < job.total
+          ? `step ${job.step}/${job.total}, ${job.elapsed} elapsed, ETA ${job.eta}`
+          : `trained ${job.total} steps in ${job.elapsed}; evaluating and writing the report`),
         h("button", {class: "stop", onclick: async () => { await api(`/api/jobs/${job.id}/stop`, {}); }}, "stop"),
         h("pre", {class: "log"}, job.log_tail)) : null,
       !job && ended && ended.state !== "done" ? h("div", {class: "error"}, `the last job ${ended.state}:`,
@@ -129,7 +146,7 @@ async function pageRun(name) {
     box.replaceChildren(...kids.filter(Boolean));
     return Boolean(job) || (r.status === "started" && !ended);  // a run training from the terminal updates too
   };
-  if (await draw()) window.uiTimer = setInterval(async () => { if (!(await draw())) { clearInterval(window.uiTimer); } }, 1500);
+  if (await draw()) poll(draw, 1500);
 }
 
 function exportPanel(name, r) {

@@ -20,18 +20,27 @@ function niceTicks(lo, hi, n = 5) {
   const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0);
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  out.step = step;
   return out;
+}
+
+// A tick label with as many decimals as the tick step needs (10.78, 10.80 rather than 10.8, 10.8).
+function tickText(v, step) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e5 || a < 1e-4) return v.toExponential(1);
+  return v.toFixed(Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9))));
 }
 
 function fmt(v) {
   if (v === 0) return "0";
   const a = Math.abs(v);
-  return a >= 1e4 || a < 1e-3 ? v.toExponential(1) : +v.toPrecision(3) + "";
+  return a >= 1e5 || a < 1e-3 ? v.toExponential(2) : +v.toPrecision(4) + "";
 }
 
 // series: [{name, points: [[x, y], ...]}]; opts: {title, xlabel, ylabel, width, height, ci: bool}
 function axesChart(series, opts) {
-  const W = opts.width || 520, H = opts.height || 300, m = {l: 64, r: 16, t: 30, b: 44};
+  const W = opts.width || 520, H = opts.height || 300, m = {l: 64, r: opts.scatter ? 70 : 16, t: 30, b: 44};
   const svg = svgEl("svg", {viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": opts.title});
   const pts = series.flatMap(s => s.points.concat(s.ci ? s.ci.flatMap(([x, lo, hi]) => [[x, lo], [x, hi]]) : []));
   svg.appendChild(svgEl("text", {x: W / 2, y: 18, class: "chart-title", "text-anchor": "middle"}, opts.title));
@@ -42,16 +51,18 @@ function axesChart(series, opts) {
   let [x0, x1] = [Math.min(...pts.map(p => p[0])), Math.max(...pts.map(p => p[0]))];
   let [y0, y1] = [Math.min(...pts.map(p => p[1])), Math.max(...pts.map(p => p[1]))];
   if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (opts.scatter) { const px = (x1 - x0) * 0.08; x0 -= px; x1 += px; }
   if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
   const pad = (y1 - y0) * 0.08; y0 -= pad; y1 += pad;
   const sx = x => m.l + (x - x0) / (x1 - x0) * (W - m.l - m.r);
   const sy = y => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
-  for (const t of niceTicks(y0, y1)) {
+  const yt = niceTicks(y0, y1), xt = niceTicks(x0, x1);
+  for (const t of yt) {
     svg.appendChild(svgEl("line", {x1: m.l, x2: W - m.r, y1: sy(t), y2: sy(t), class: "grid"}));
-    svg.appendChild(svgEl("text", {x: m.l - 6, y: sy(t) + 4, "text-anchor": "end", class: "tick"}, fmt(t)));
+    svg.appendChild(svgEl("text", {x: m.l - 6, y: sy(t) + 4, "text-anchor": "end", class: "tick"}, tickText(t, yt.step)));
   }
-  for (const t of niceTicks(x0, x1)) {
-    svg.appendChild(svgEl("text", {x: sx(t), y: H - m.b + 16, "text-anchor": "middle", class: "tick"}, fmt(t)));
+  for (const t of xt) {
+    svg.appendChild(svgEl("text", {x: sx(t), y: H - m.b + 16, "text-anchor": "middle", class: "tick"}, tickText(t, xt.step)));
   }
   svg.appendChild(svgEl("text", {x: (W + m.l) / 2, y: H - 6, "text-anchor": "middle", class: "axis-label"},
     opts.xlabel || ""));

@@ -26,6 +26,14 @@ function fieldInput(path, prop, value) {
   const enumVals = prop.enum || (any.find(s => s.enum) || {}).enum;
   const isBool = prop.type === "boolean" || any.some(s => s.type === "boolean");
   const cur = value === undefined ? "" : value;
+  const types = [prop, ...any];
+  const structured = types.some(s => (s.type === "array" && s.items && (s.items.type === "object" || s.items.$ref))
+    || (s.type === "object" && !s.properties));
+  if (structured) {  // lists of objects (e.g. GRPO rewards) and free-form mappings: edited as JSON
+    return h("textarea", {name: path, "data-kind": "json", rows: 2,
+      placeholder: prop.default === undefined || prop.default === null ? "JSON" : JSON.stringify(prop.default)},
+      cur === "" ? "" : JSON.stringify(cur));
+  }
   if (enumVals || isBool) {
     const opts = [...(isBool ? [true, false] : []), ...(enumVals || [])];
     const sel = h("select", {name: path, "data-kind": isBool ? "bool" : "enum"},
@@ -109,6 +117,7 @@ function parseValue(el) {
     case "bool": return raw === "true";
     case "integer": case "number": { const n = Number(raw); return Number.isNaN(n) ? raw : n; }  // the server names bad input
     case "array": return raw.split(",").map(s => s.trim()).filter(Boolean);
+    case "json": try { return JSON.parse(raw); } catch (e) { return raw; }  // the server names bad input
     default: return raw;
   }
 }
@@ -116,7 +125,7 @@ function parseValue(el) {
 // The form's values as a nested recipe dict (blank fields left out: the schema default applies).
 function readRecipeForm(form) {
   const out = {};
-  for (const el of form.querySelectorAll("input[name], select[name]")) {
+  for (const el of form.querySelectorAll("input[name], select[name], textarea[name]")) {
     const v = parseValue(el);
     if (v === undefined) continue;
     const parts = el.name.split(".");

@@ -88,8 +88,8 @@ async function pageArena(name) {
   const left = ["cell", "method", "objective", "context", "verdict"];
   mainEl().replaceChildren(h("h1", {}, `Arena ${name}`),
     h("p", {class: "muted"}, "metrics in % (perplexity and judge scores on their own scale) with bootstrap 95% intervals; click a header to sort"),
-    table(a.table, null, {filter: true, class: "data arena-table",
-      cell: (r, c) => (left.includes(c) || c === "verdict" ? r[c] : r[c])}),
+    table(a.table, a.table.length ? [...left, ...Object.keys(a.table[0]).filter(c => !left.includes(c))] : [],
+      {filter: true, class: "data arena-table"}),
     h("h2", {}, "Plots"), h("div", {class: "charts"},
       a.metric ? scatter("peak_gib", "peak memory (GiB)") : null,
       a.metric ? scatter("train_seconds", "train time (s)") : null,
@@ -126,10 +126,11 @@ async function pageChat() {
         const res = await api("/v1/chat/completions", {model: m, messages: msgs, max_tokens: +maxTok.value || 64,
           temperature: +temp.value || 0});
         reply = res.choices[0].message.content;
-        info = res.ftatlas && res.ftatlas.context;
+        info = res.sources;  // the run's context: RAG passages or few-shot examples
       } catch (e) { reply = `error: ${e.message}`; }
       history.push({role: "assistant", content: reply, model: m});
-      col.querySelector(".pending").replaceWith(h("div", {class: "msg assistant"}, reply),
+      col.querySelector(".pending").replaceWith(reply.trim() ? h("div", {class: "msg assistant"}, reply)
+        : h("div", {class: "msg assistant muted"}, "(an empty answer: the model stopped at once)"),
         info && Object.keys(info).length ? h("details", {class: "sources"}, h("summary", {}, "context (sources)"),
           h("pre", {}, JSON.stringify(info, null, 2))) : "");
     }));
@@ -146,7 +147,7 @@ const ROUTES = {advise: pageAdvise, launch: pageLaunch, runs: pageRuns, run: pag
   arenas: pageArenas, arena: pageArena, chat: pageChat};
 
 async function route() {
-  if (window.uiTimer) clearInterval(window.uiTimer);
+  window.uiPage = (window.uiPage || 0) + 1;  // stops the previous page's polling
   const [page, ...args] = (location.hash.slice(1) || "runs").split("/").map(decodeURIComponent);
   document.querySelectorAll("nav a").forEach(a => a.classList.toggle("active", a.getAttribute("href") === `#${page}`));
   try { await (ROUTES[page] || pageRuns)(...args); } catch (e) {
