@@ -10,22 +10,24 @@ import yaml
 
 
 def map_layout(path: list[str]) -> dict[str, Any]:
-    """The seeds' flowchart: nodes with a layer (longest path from the start) and a column, edges, taken path."""
+    """The seeds' flowchart laid out for drawing: the questions down one column (the "no" spine), each "yes"
+    leaf beside its question, the hybrids' node beside the spine's end; edges and the taken path marked."""
     from ftatlas.advise.decision_map import EDGES, NODES
 
-    layer = {"A": 0}
-    for _ in NODES:  # longest-path layering; the map is a small DAG
-        for s, t, _label in EDGES:
-            if s in layer:
-                layer[t] = max(layer.get(t, 0), layer[s] + 1)
-    cols: dict[int, int] = {}
-    nodes = []
-    for nid, node in NODES.items():
-        lay = layer[nid]
-        col = cols.get(lay, 0)
-        cols[lay] = col + 1
-        nodes.append({"id": nid, "label": node.label.replace("\\n", " "), "english": node.english,
-                      "question": node.question, "layer": lay, "col": col, "taken": nid in path})
+    place: dict[str, tuple[int, int]] = {}
+    node, row = "A", 0
+    while node is not None:
+        place[node] = (row, 0)
+        yes = [t for s, t, label in EDGES if s == node and label == "Да"]
+        if yes:
+            place[yes[0]] = (row, 1)
+        node = next((t for s, t, label in EDGES if s == node and label != "Да"), None)
+        row += 1
+    for nid in NODES:  # what the spine and its leaves did not reach (the hybrids): beside the spine's end
+        place.setdefault(nid, (row - 1, 1))
+    nodes = [{"id": nid, "label": "".join(c for c in n.label.replace("\\n", " ") if ord(c) < 0x10000).strip(),
+              "english": n.english, "question": n.question, "layer": place[nid][0], "col": place[nid][1],
+              "taken": nid in path} for nid, n in NODES.items()]
     hops = set(zip(path, path[1:], strict=False))
     edges = [{"from": s, "to": t, "label": {"Да": "yes", "Нет": "no"}.get(label, label), "taken": (s, t) in hops}
              for s, t, label in EDGES]

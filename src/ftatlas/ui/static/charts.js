@@ -103,38 +103,40 @@ function axesChart(series, opts) {
   return svg;
 }
 
-// The seeds' decision map: nodes by layer (rows) and column, the taken path highlighted.
+// The seeds' decision map: the questions down the left column, each "yes" leaf to its right, the taken path
+// highlighted; edges between leaves of one column (to the hybrids) run down a bus on the right.
 function decisionMap(map) {
-  const BW = 250, BH = 52, GX = 40, GY = 26;
+  const BW = 350, BH = 50, GX = 70, GY = 24, BUS = 40;
   const cols = Math.max(...map.nodes.map(n => n.col)) + 1;
   const rows = Math.max(...map.nodes.map(n => n.layer)) + 1;
-  const W = cols * (BW + GX) + GX + 80, H = rows * (BH + GY) + GY;
+  const W = GX / 2 + cols * (BW + GX) + BUS, H = rows * (BH + GY) + GY;
   const pos = {};
-  for (const n of map.nodes) pos[n.id] = {x: GX + n.col * (BW + GX), y: GY / 2 + n.layer * (BH + GY)};
-  const svg = svgEl("svg", {viewBox: `0 0 ${W} ${H}`, class: "decision-map", role: "img",
+  for (const n of map.nodes) pos[n.id] = {x: GX / 2 + n.col * (BW + GX), y: GY / 2 + n.layer * (BH + GY)};
+  const svg = svgEl("svg", {viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "decision-map", role: "img",
     "aria-label": "decision map"});
   const defs = svgEl("defs");
-  for (const [id, color] of [["arrow", "#888"], ["arrow-hot", "#e65100"]]) {
-    const mk = svgEl("marker", {id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
-      orient: "auto-start-reverse"});
+  for (const [id, color] of [["arrow", "#98a2b3"], ["arrow-hot", "#e65100"]]) {
+    const mk = svgEl("marker", {id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 11, markerHeight: 11,
+      markerUnits: "userSpaceOnUse", orient: "auto-start-reverse"});
     mk.appendChild(svgEl("path", {d: "M0,0 L10,5 L0,10 z", fill: color}));
     defs.appendChild(mk);
   }
   svg.appendChild(defs);
-  for (const e of map.edges) {
+  let bus = 0;
+  const edges = [...map.edges].sort((a, b) => a.taken - b.taken);  // the taken path is drawn last, on top
+  for (const e of edges) {
     const a = pos[e.from], b = pos[e.to];
     let d, lx, ly;
-    if (a.x === b.x && b.y - a.y > BH + GY) {  // a long edge down the same column: bend around the right side
-      const x = a.x + BW + GX / 2 + (b.y - a.y) / (BH + GY) * 6;
+    if (a.y === b.y) {  // a question to its "yes" leaf
+      d = `M${a.x + BW},${a.y + BH / 2} H${b.x}`;
+      [lx, ly] = [a.x + BW + 8, a.y + BH / 2 - 6];
+    } else if (a.x === b.x && b.y - a.y <= BH + GY) {  // down the column to the next row
+      d = `M${a.x + BW / 2},${a.y + BH} V${b.y}`;
+      [lx, ly] = [a.x + BW / 2 + 6, a.y + BH + GY / 2 + 4];
+    } else {  // a leaf to a node further down its column: out to the right, down the bus, back in
+      const x = b.x + BW + 12 + (bus++) * 9;
       d = `M${a.x + BW},${a.y + BH / 2} H${x} V${b.y + BH / 2} H${b.x + BW}`;
       [lx, ly] = [x, a.y];
-    } else if (a.x === b.x) {
-      d = `M${a.x + BW / 2},${a.y + BH} V${b.y}`;
-      [lx, ly] = [a.x + BW / 2 + 6, (a.y + BH + b.y) / 2 + 4];
-    } else {
-      const sx = a.x + BW / 2, sy = a.y + BH, tx = b.x + BW / 2, ty = b.y;
-      d = `M${sx},${sy} C${sx},${(sy + ty) / 2} ${tx},${(sy + ty) / 2} ${tx},${ty}`;
-      [lx, ly] = [(sx + tx) / 2 + 6, (sy + ty) / 2 + 4];
     }
     svg.appendChild(svgEl("path", {d, fill: "none", class: e.taken ? "edge taken" : "edge",
       "marker-end": `url(#${e.taken ? "arrow-hot" : "arrow"})`}));
@@ -148,7 +150,7 @@ function decisionMap(map) {
     g.appendChild(svgEl("text", {x: x + BW / 2, y: y + 21, "text-anchor": "middle", class: "node-en"},
       `${n.id}: ${n.english}`));
     g.appendChild(svgEl("text", {x: x + BW / 2, y: y + 39, "text-anchor": "middle", class: "node-ru"},
-      n.label.length > 44 ? n.label.slice(0, 43) + "…" : n.label));
+      n.label.length > 50 ? n.label.slice(0, 49) + "…" : n.label));
     g.appendChild(svgEl("title", {}, `${n.label}\n${n.english}`));
     svg.appendChild(g);
   }
