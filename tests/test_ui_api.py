@@ -148,3 +148,18 @@ def test_stop_ends_a_running_job_and_drops_a_queued_one(tmp_path, tiny_model_dir
     assert running.state == "stopped" and running.returncode != 0
     assert waiting.started is None  # a dropped job never starts
     queue.close()
+
+
+def test_chat_decoding_defaults_to_the_runs_own(tmp_path):
+    from ftatlas.ui.chat_api import ChatRequest, run_decode
+
+    run = fake_run(tmp_path, "r", [])
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["eval"] = {"decode": {"max_new_tokens": 12, "num_beams": 2}}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    req = ChatRequest(model="r", messages=[{"role": "user", "content": "x"}])
+    assert req.decode(run_decode(str(run))) == run_decode(str(run))  # nothing given: the run's decoding
+    assert run_decode(str(run)).max_new_tokens == 12 and run_decode(str(run)).num_beams == 2
+    sampled = ChatRequest(model="r", messages=[{"role": "user", "content": "x"}], temperature=0.7, max_tokens=3)
+    d = sampled.decode(run_decode(str(run)))
+    assert (d.max_new_tokens, d.do_sample, d.temperature, d.num_beams) == (3, True, 0.7, 2)

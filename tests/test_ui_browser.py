@@ -6,11 +6,13 @@ the other), then compared and chatted with. Screenshots of every page go to benc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,34 @@ def test_advise_draws_the_map_and_hands_a_recipe_to_the_form(page, tiny_model_di
     page.locator("button.run-recipe").first.click()
     sync_api.expect(page.locator("h1")).to_have_text("Launch a run")
     assert page.input_value("input[name='model.name']") == str(tiny_model_dir)
+
+
+def _get(pg, path: str) -> dict:
+    return json.loads(urllib.request.urlopen(f"{pg.base}{path}", timeout=30).read())
+
+
+def _wait(cond, seconds: float = TIMEOUT / 1000) -> None:
+    end = time.time() + seconds
+    while not cond():
+        assert time.time() < end, "timed out"
+        time.sleep(0.3)
+
+
+def test_stop_then_resume_from_the_run_page(page, tiny_model_dir):
+    _fill_tiny(page, tiny_model_dir, "ui-long", "0.001")
+    page.fill("input[name='train.max_steps']", "2000")
+    page.fill("input[name='train.save_every']", "3")
+    page.fill("input[name='train.batch_size']", "2")
+    page.click("#launch")
+    page.wait_for_url("**#run/ui-long")
+    _wait(lambda: any(r["name"] == "ui-long" and r["has_checkpoint"] for r in _get(page, "/api/runs")))
+    page.click(".progress button.stop")
+    sync_api.expect(page.locator("button:has-text('resume')")).to_be_visible(timeout=TIMEOUT)
+    stopped_at = max(c["step"] for c in _get(page, "/api/runs/ui-long")["curves"])
+    shot(page, "run-stopped")
+    page.click("button:has-text('resume')")
+    _wait(lambda: max(c["step"] for c in _get(page, "/api/runs/ui-long")["curves"]) > stopped_at + 2)
+    job = next(j for j in _get(page, "/api/jobs") if j["name"] == "ui-long")
+    assert job["args"][-1] == "--resume" and job["state"] == "running"
+    page.click(".progress button.stop")  # 2000 steps are not the point: stop it again
+    _wait(lambda: next(j for j in _get(page, "/api/jobs") if j["name"] == "ui-long")["state"] == "stopped")

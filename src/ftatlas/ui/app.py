@@ -33,8 +33,9 @@ def is_loopback(host: str) -> bool:
 
 
 def openai_app(runs_root: Path) -> FastAPI:
-    """The chat API the chat page calls. After the serve helper's app lands, this becomes one line:
-    ``from ftatlas.serve.app import create_app`` with the runs as its model ids."""
+    """The OpenAI-compatible app the chat page calls (``/v1/models``, ``/v1/chat/completions``, model id = run
+    name). Today ``ftatlas.ui.chat_api`` (loads a run on first use, so runs launched later can chat too);
+    ``ftatlas serve``'s ``create_app(targets)`` speaks the same shape and can replace it here."""
     from ftatlas.ui.chat_api import create_app
 
     return create_app(runs_root)
@@ -52,11 +53,15 @@ def create_app(runs_root: str | Path = "runs", arenas_root: str | Path = "arena"
     runs = Path(runs_root)
     arenas = Path(arenas_root)
     queue = JobQueue(runs, cwd)
+    chat = openai_app(runs)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         queue.close()  # stop what is queued or training when the server stops
+        engine = getattr(chat.state, "engine", None)  # serve's app: a mounted app's own lifespan does not run
+        if engine is not None:
+            engine.close()
 
     app = FastAPI(title="ftatlas ui", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.queue = queue
@@ -90,7 +95,7 @@ def create_app(runs_root: str | Path = "runs", arenas_root: str | Path = "arena"
     _launch_routes(app, runs, queue)
     _advise_routes(app, runs)
     _arena_routes(app, arenas)
-    app.mount("/", openai_app(runs))  # last: what no UI route matched (/v1/...) goes to the OpenAI app
+    app.mount("/", chat)  # last: what no UI route matched (/v1/...) goes to the OpenAI app
     return app
 
 

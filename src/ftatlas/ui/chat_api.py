@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,10 +35,34 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (stream_options, ...)
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int = Field(128, ge=1, le=2048)
-    temperature: float = Field(0.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: int = 0
+    # Left out, each takes the run's own value (its recipe's eval.decode), as `ftatlas eval` decodes.
+    max_tokens: int | None = Field(None, ge=1, le=2048)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+
+    def decode(self, run_decode: DecodeSpec) -> DecodeSpec:
+        """The run's decoding with this request's fields on top (temperature 0 = greedy)."""
+        d = run_decode.model_dump()
+        if self.max_tokens is not None:
+            d["max_new_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            d["do_sample"] = self.temperature > 0
+            d["temperature"] = self.temperature or 1.0
+        if self.top_p is not None:
+            d["top_p"] = self.top_p
+        if self.seed is not None:
+            d["seed"] = self.seed
+        return DecodeSpec(**d)
+
+
+def run_decode(target: str) -> DecodeSpec:
+    """A run's ``eval.decode`` from its recipe.yaml; the defaults for a plain model."""
+    recipe = Path(target) / "recipe.yaml"
+    if recipe.is_file():
+        data = yaml.safe_load(recipe.read_text()) or {}
+        return DecodeSpec(**((data.get("eval") or {}).get("decode") or {}))
+    return DecodeSpec()
 
 
 def openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -104,9 +129,8 @@ def create_app(runs_root: Path) -> FastAPI:
     def chat_completions(req: ChatRequest) -> dict[str, Any] | JSONResponse:
         from ftatlas.cli.common import USER_ERRORS
 
-        decode = DecodeSpec(max_new_tokens=req.max_tokens, do_sample=req.temperature > 0,
-                            temperature=req.temperature or 1.0, top_p=req.top_p, seed=req.seed)
         try:
+            decode = req.decode(run_decode(resolve(req.model)))
             with sessions.lock:
                 session = sessions.get(req.model, decode)
                 answer, info = _reply(session, req.messages)
@@ -119,7 +143,7 @@ def create_app(runs_root: Path) -> FastAPI:
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
             "model": req.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                         "finish_reason": "length" if completion_tokens >= req.max_tokens else "stop"}],
+                         "finish_reason": "length" if completion_tokens >= decode.max_new_tokens else "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "sources": info,  # RAG passages / few-shot examples (the field serve uses); OpenAI clients ignore it

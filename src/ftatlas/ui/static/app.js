@@ -128,7 +128,8 @@ async function pageRun(name) {
       !job && ended && ended.state !== "done" ? h("div", {class: "error"}, `the last job ${ended.state}:`,
         h("pre", {class: "log"}, ended.log_tail)) : null,
       !job && r.status !== "done" && r.has_checkpoint ? h("button", {onclick: async () => {
-        await api(`/api/runs/${encodeURIComponent(name)}/resume`, {}); }}, "resume from last checkpoint") : null,
+        await api(`/api/runs/${encodeURIComponent(name)}/resume`, {}); window.route(); }}, "resume from last checkpoint")
+        : null,
       h("div", {class: "charts"},
         Charts.axesChart([{name: "train loss", points: curve("loss")}, {name: "eval loss", points: curve("eval_loss")}],
           {title: "loss", xlabel: "step", ylabel: "loss"}),

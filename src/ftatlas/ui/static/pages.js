@@ -107,8 +107,8 @@ async function pageChat() {
     models.map((m, i) => h("option", {value: m, selected: i === 0}, m)));
   const cols = h("div", {class: "chat-cols"});
   const input = h("textarea", {id: "chat-input", rows: 2, placeholder: "your message (Enter sends)"});
-  const maxTok = h("input", {id: "chat-max", value: "64", size: 4});
-  const temp = h("input", {id: "chat-temp", value: "0", size: 4});
+  const maxTok = h("input", {id: "chat-max", placeholder: "run's", size: 5});
+  const temp = h("input", {id: "chat-temp", placeholder: "run's", size: 5});
   const send = async () => {
     const text = input.value.trim();
     const chosen = [...pick.selectedOptions].map(o => o.value);
@@ -123,8 +123,10 @@ async function pageChat() {
       const msgs = history.filter(x => x.role === "user" || x.model === m).map(({role, content}) => ({role, content}));
       let reply, info;
       try {
-        const res = await api("/v1/chat/completions", {model: m, messages: msgs, max_tokens: +maxTok.value || 64,
-          temperature: +temp.value || 0});
+        const body = {model: m, messages: msgs};  // decoding left out = the run's own (its recipe's eval.decode)
+        if (maxTok.value.trim()) body.max_tokens = +maxTok.value;
+        if (temp.value.trim()) body.temperature = +temp.value;
+        const res = await api("/v1/chat/completions", body);
         reply = res.choices[0].message.content;
         info = res.sources;  // the run's context: RAG passages or few-shot examples
       } catch (e) { reply = `error: ${e.message}`; }
@@ -138,7 +140,8 @@ async function pageChat() {
   input.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); } });
   mainEl().replaceChildren(h("h1", {}, "Chat"),
     h("p", {class: "muted"}, "pick one run, or several (Ctrl/Shift-click) to see them side by side on the same prompt; " +
-      "each answers with its own chat template and context, through the OpenAI API at /v1/chat/completions"),
+      "each answers with its own chat template, context and decoding (blank fields: the run's eval.decode), through " +
+      "the OpenAI API at /v1/chat/completions"),
     h("div", {class: "row"}, pick, labeled("max tokens", maxTok), labeled("temperature", temp)),
     cols, h("div", {class: "row"}, input, h("button", {id: "chat-send", class: "primary", onclick: send}, "send")));
 }
