@@ -163,3 +163,16 @@ def test_chat_decoding_defaults_to_the_runs_own(tmp_path):
     sampled = ChatRequest(model="r", messages=[{"role": "user", "content": "x"}], temperature=0.7, max_tokens=3)
     d = sampled.decode(run_decode(str(run)))
     assert (d.max_new_tokens, d.do_sample, d.temperature, d.num_beams) == (3, True, 0.7, 2)
+
+
+def test_decision_map_layout_puts_yes_leaves_beside_their_question():
+    from ftatlas.ui.advise_view import map_layout
+
+    m = map_layout(["A", "B", "D", "F", "G", "O"])
+    at = {n["id"]: (n["layer"], n["col"]) for n in m["nodes"]}
+    assert [k for k, (_, col) in sorted(at.items(), key=lambda kv: kv[1]) if col == 0] == list("ABDFHJLN")
+    assert at["C"] == (at["B"][0], 1) and at["G"] == (at["F"][0], 1) and at["M"] == (at["L"][0], 1)
+    assert len({v for v in at.values()}) == len(at)  # no two nodes in one place
+    assert {n["id"] for n in m["nodes"] if n["taken"]} == {"A", "B", "D", "F", "G", "O"}
+    assert {(e["from"], e["to"]) for e in m["edges"] if e["taken"]} == {("A", "B"), ("B", "D"), ("D", "F"),
+                                                                       ("F", "G"), ("G", "O")}
