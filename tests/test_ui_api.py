@@ -176,3 +176,9 @@ def test_decision_map_layout_puts_yes_leaves_beside_their_question():
     assert {n["id"] for n in m["nodes"] if n["taken"]} == {"A", "B", "D", "F", "G", "O"}
     assert {(e["from"], e["to"]) for e in m["edges"] if e["taken"]} == {("A", "B"), ("B", "D"), ("D", "F"),
                                                                        ("F", "G"), ("G", "O")}
+
+
+def test_launch_refuses_an_existing_run_name(client, tmp_path):
+    fake_run(tmp_path / "runs", "taken", [])
+    res = client.post("/api/launch", json={"data": {"builtin": "contacts"}, "output": {"name": "taken"}})
+    assert res.status_code == 422 and "exists" in res.json()["errors"]["output.name"][0]

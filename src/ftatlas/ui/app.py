@@ -134,6 +134,10 @@ def _launch_routes(app: FastAPI, runs: Path, queue: JobQueue) -> None:
         out = data.setdefault("output", {})
         out.setdefault("dir", str(runs))
         out.setdefault("name", default_run_name(parsed.method.name, parsed.objective.name))
+        target = Path(out["dir"]) / out["name"]
+        if target.is_dir() and any(target.iterdir()) and not out.get("overwrite"):  # what train would refuse
+            return JSONResponse({"ok": False, "errors": {"output.name": [
+                f"run directory {target} exists; pick another name or set output.overwrite"]}}, 422)
         job = queue.submit(data)
         return JSONResponse({"ok": True, "job": job.view()})
 
