@@ -182,3 +182,11 @@ def test_launch_refuses_an_existing_run_name(client, tmp_path):
     fake_run(tmp_path / "runs", "taken", [])
     res = client.post("/api/launch", json={"data": {"builtin": "contacts"}, "output": {"name": "taken"}})
     assert res.status_code == 422 and "exists" in res.json()["errors"]["output.name"][0]
+
+
+def test_log_tail_keeps_a_progress_bar_once(tmp_path):
+    from ftatlas.ui.jobs import log_tail
+
+    log = tmp_path / "x.log"
+    log.write_text("model tiny\rtraining:   0%|   | 1/9 [00:01<00:08]\rtraining:  22%|#  | 2/9 [00:02<00:07]\nnext\n")
+    assert log_tail(log) == "model tiny\ntraining:  22%|#  | 2/9 [00:02<00:07]\nnext"

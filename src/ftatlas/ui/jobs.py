@@ -63,7 +63,13 @@ def log_tail(log_file: Path, lines: int = 12) -> str:
     if not log_file.is_file():
         return ""
     text = log_file.read_bytes()[-6000:].decode(errors="replace").replace("\r", "\n")
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+    kept: list[str] = []
+    for ln in (ln for ln in text.splitlines() if ln.strip()):
+        if kept and "|" in ln and ln.split(":")[0] == kept[-1].split(":")[0]:
+            kept[-1] = ln  # a progress bar's redraw replaces its previous state, as on a terminal
+        else:
+            kept.append(ln)
+    return "\n".join(kept[-lines:])
 
 
 class JobQueue:
