@@ -2,7 +2,8 @@
 
 Runs a small arena (the base model with no training vs a short LoRA SFT on the built-in contacts task), serves
 the UI over it (its cells are the runs), and drives Debian's Chromium with Playwright through each page.
-A few minutes on 2 CPU cores:  python scripts/ui_screenshots.py [--out docs/img] [--steps 30]
+A few minutes on 2 CPU cores:  python scripts/ui_screenshots.py [--out docs/img] [--steps 30] [--work DIR]
+(with --work, a second call reuses the finished arena: run_arena skips cells whose recipe is unchanged).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def serve(runs: Path, arenas: Path) -> tuple[str, uvicorn.Server]:
 
 
 def shoot(base: str, out: Path) -> None:
+    expect.set_options(timeout=300_000)  # real-model answers on 2 cores
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -94,11 +96,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("docs/img"))
     ap.add_argument("--steps", type=int, default=30, help="LoRA steps of the demo run")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the arena (default: a temporary one)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        runs = build_arena(Path(tmp), args.steps)
-        base, server = serve(runs, Path(tmp))
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        runs = build_arena(work, args.steps)
+        base, server = serve(runs, work)
         try:
             shoot(base, args.out)
         finally:
