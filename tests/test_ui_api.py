@@ -190,3 +190,15 @@ def test_log_tail_keeps_a_progress_bar_once(tmp_path):
     log = tmp_path / "x.log"
     log.write_text("model tiny\rtraining:   0%|   | 1/9 [00:01<00:08]\rtraining:  22%|#  | 2/9 [00:02<00:07]\nnext\n")
     assert log_tail(log) == "model tiny\ntraining:  22%|#  | 2/9 [00:02<00:07]\nnext"
+
+
+def test_resume_sets_aside_a_checkpoint_cut_short_by_a_stop(tmp_path):
+    from ftatlas.ui.runs_view import complete_checkpoints, set_aside_incomplete
+
+    run = fake_run(tmp_path, "r", [])
+    (run / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    (run / "checkpoints" / "checkpoint-6").mkdir()  # killed before trainer_state.json was written
+    assert [p.name for p in complete_checkpoints(run)] == ["checkpoint-3"]
+    assert set_aside_incomplete(run) == ["checkpoint-6"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-3", "incomplete-checkpoint-6"]

@@ -154,8 +154,9 @@ def _launch_routes(app: FastAPI, runs: Path, queue: JobQueue) -> None:
         import yaml
 
         path = runs_view.resolve_run(runs, name)
-        if not any((path / "checkpoints").glob("checkpoint-*")):
+        if not runs_view.complete_checkpoints(path):
             raise ValueError(f"run {name!r} has no checkpoint to resume from (set train.save_every to keep some)")
+        runs_view.set_aside_incomplete(path)  # a stop during a checkpoint write leaves a partial one
         recipe = yaml.safe_load((path / "recipe.yaml").read_text())
         recipe["output"] = {**recipe.get("output", {}), "dir": str(path.parent), "name": name, "overwrite": True}
         return queue.submit(recipe, resume=True).view()

@@ -81,10 +81,26 @@ def run_row(path: Path) -> dict[str, Any]:
         "train_seconds": summary.get("train_seconds"), "tokens_per_s": summary.get("tokens_per_s"),
         "trainable_params": summary.get("trainable_params"), "last_loss": last_loss,
         "steps": max((m.get("step", 0) for m in metrics), default=0),
-        "has_checkpoint": any((path / "checkpoints").glob("checkpoint-*")),
+        "has_checkpoint": bool(complete_checkpoints(path)),
         "weights": "adapter" if (path / "adapter").is_dir() else "model" if (path / "model").is_dir() else None,
         "mtime": path.stat().st_mtime, "problems": problems,
     }
+
+
+def complete_checkpoints(path: Path) -> list[Path]:
+    """``checkpoints/checkpoint-N`` folders the trainer finished writing (trainer_state.json is its last file)."""
+    return [p for p in (path / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+
+
+def set_aside_incomplete(path: Path) -> list[str]:
+    """Rename checkpoints a stop cut short mid-write to ``incomplete-checkpoint-N``, so a resume starts from the
+    last whole one instead of failing on the partial one (nothing is deleted)."""
+    moved = []
+    for p in (path / "checkpoints").glob("checkpoint-*"):
+        if not (p / "trainer_state.json").is_file():
+            p.rename(p.with_name(f"incomplete-{p.name}"))
+            moved.append(p.name)
+    return moved
 
 
 def list_runs(runs_root: Path) -> list[dict[str, Any]]:
