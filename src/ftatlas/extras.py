@@ -18,6 +18,10 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "arena": ("ftatlas arena plots", ("matplotlib",)),
     "harness": ("ftatlas eval --harness: EleutherAI lm-evaluation-harness", ("lm_eval",)),
     "ray": ("ftatlas arena --ray: cells as Ray tasks", ("ray",)),
+    "data": ("ftatlas data dedup: near-duplicates by MinHash LSH", ("datasketch",)),
+    "merge": ("ftatlas merge-models: mergekit merges", ("mergekit",)),
+    "ui": ("ftatlas ui: the local web app", ("fastapi", "uvicorn")),
+    "llama": ("GGUF export and serving through llama.cpp (scripts/install_llama_cpp.sh builds it)", ("llama_cpp",)),
     "cuda": ("GPU kernels and serving: train.liger, flash attention, use_vllm", ("liger_kernel", "flash_attn", "vllm")),
 }
 
