@@ -24,6 +24,7 @@ from ftatlas.models import Loaded, require_chat_template, resolve_device, resolv
 from ftatlas.models.device import Precision
 from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import OBJECTIVES, TrainContext
+from ftatlas.objectives.tracking import log_heldout, trackers
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
 from ftatlas.runs import RunDir, default_run_name
@@ -148,10 +149,12 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in stats.items()}
     if "train" in stats:
         console.print(f"[bold]train data[/] {stats['train'].summary()}")
-    with Measure(session.device) as m:
-        out = trainer.train(resume_from_checkpoint=resume or None)
-    if trainer.eval_dataset is not None:
-        trainer.evaluate()  # final held-out loss into metrics.jsonl
+    with trackers(trainer, r, session.run) as mlflow_run:  # train.report_to
+        with Measure(session.device) as m:
+            out = trainer.train(resume_from_checkpoint=resume or None)
+        if trainer.eval_dataset is not None:
+            trainer.evaluate()  # final held-out loss into metrics.jsonl
+    session.results["mlflow_run"] = mlflow_run
     session.run.save_weights(model, session.loaded.tokenizer)
     tokens = int(trainer.state.num_input_tokens_seen)
     return FitResult(model, params, m.stats, tokens, out.training_loss, data_stats)
@@ -171,6 +174,7 @@ def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_befo
     fit_result = fit(session, resume)
     session.results["fit"] = fit_result
     session.results["after"] = evaluate(session, fit_result.model, desc="trained model")
+    log_heldout(session.results["mlflow_run"], recipe, session.results["after"])
     session.run.write_json("eval.json", session.results["after"])
     if eval_before:
         session.run.write_json("eval_after.json", session.results["after"])

@@ -110,6 +110,25 @@ class TrainSpec(Strict):
     eval_every: int = Field(0, ge=0, description="steps between eval-loss passes; 0 = at the end only")
     save_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only the final model")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    report_to: list[str] = Field(
+        default_factory=list, description="experiment trackers the Trainer reports to (tensorboard, mlflow, wandb, "
+        "trackio, ...); metrics.jsonl is written either way")
+    experiment: str | None = Field(
+        None, description="MLflow experiment (W&B/trackio project); default: the folder name of output.dir")
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<output.dir>/mlflow.db")
+    distributed: Literal["none", "ddp", "fsdp", "zero2", "zero3", "zero3_offload"] = Field(
+        "none", description="multi-process preset written to the run dir (accelerate config + DeepSpeed/FSDP "
+        "settings); start the processes with torchrun or accelerate launch. zero* presets need DeepSpeed on CUDA")
+    distributed_config: str | None = Field(
+        None, description="your own DeepSpeed JSON or FSDP settings (YAML/JSON) instead of the preset's")
+
+    @field_validator("report_to", mode="after")
+    @classmethod
+    def _known_trackers(cls, v: list[str]) -> list[str]:
+        from ftatlas.objectives.tracking import check_trackers
+
+        return check_trackers(v)
 
 
 class DecodeSpec(Strict):

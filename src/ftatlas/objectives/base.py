@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 from ftatlas.data.records import Conversation
 from ftatlas.models.accel import check_cuda_options
 from ftatlas.models.device import Precision
+from ftatlas.objectives.tracking import tracker_arguments
 from ftatlas.recipe import Recipe
 from ftatlas.registry import Registry
 from ftatlas.runs import RunDir
@@ -103,7 +104,7 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or None,
         save_total_limit=t.save_total_limit,
-        report_to="none",
+        **tracker_arguments(ctx.recipe, ctx.run),  # train.report_to: TensorBoard, MLflow, W&B, ...
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # our ProgressBar callback shows loss and tokens/s instead of printed dicts
