@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ftatlas.data.sources import DatasetSource
 from ftatlas.registry import UnknownNameError
 
 
@@ -31,8 +32,11 @@ class ModelSpec(Strict):
 
 class DataSpec(Strict):
     builtin: str | None = Field(None, description="built-in dataset name (e.g. contacts); replaces train/eval")
-    train: str | None = Field(None, description="training file (.jsonl, .json, .txt)")
-    eval: str | None = Field(None, description="held-out file; if absent, eval_split of train is held out")
+    train: str | DatasetSource | None = Field(
+        None, description="training file (.jsonl, .json, .txt, .parquet, .csv, .arrow), a folder of them, or a "
+        "datasets source {path, name, split, revision, data_files, streaming, columns}")
+    eval: str | DatasetSource | None = Field(
+        None, description="held-out file or datasets source; if absent, eval_split of train is held out")
     format: Literal["auto", "alpaca", "sharegpt", "messages", "text", "trl", "kto"] = Field(
         "auto", description="row format; trl/kto (and alpaca/sharegpt pairs) for preference objectives")
     eval_split: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of train held out when eval is absent")
@@ -41,6 +45,9 @@ class DataSpec(Strict):
         "assistant", description="which tokens carry loss")
     max_train: int | None = Field(None, ge=1, description="use only the first N training rows")
     seed: int = Field(0, description="seed for the eval split shuffle")
+    cache_tokenized: bool = Field(True, description="sft: keep tokenized rows in an Arrow cache (datasets.map), "
+                                  "keyed by rows, tokenizer, template, max_length and train_on; reruns skip it")
+    cache_dir: str | None = Field(None, description="folder of that cache; default <datasets cache>/ftatlas-tokenized")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
