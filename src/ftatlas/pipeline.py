@@ -5,7 +5,9 @@ Each step is a small function so the quickstart, the CLI and notebooks reuse the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +17,7 @@ from transformers import set_seed
 from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
+from ftatlas.distributed import from_main, is_main, preset, shards_params, unwrap, world_size, write_presets
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
@@ -27,7 +30,7 @@ from ftatlas.objectives import OBJECTIVES, TrainContext
 from ftatlas.objectives.tracking import log_heldout, trackers
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
-from ftatlas.runs import RunDir, default_run_name
+from ftatlas.runs import RunDir, RunDirError, default_run_name
 
 console = Console(stderr=True)
 
@@ -60,10 +63,20 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
         check_metrics(recipe.eval.metrics or splits.default_metrics, recipe.eval)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
-    run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
-        recipe.method.name, recipe.objective.name), recipe.output.overwrite)
+    distributed = preset(recipe, device)  # stops here where the engine cannot run (e.g. ZeRO on CPU)
+    if not is_main():  # rank 0 alone writes and reports (torchrun / accelerate launch start the others)
+        console.quiet, progress = True, False
+    if device == "cuda" and world_size() > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # each process on its own GPU
+    created = from_main(create_run_dir(recipe) if is_main() else None)  # one name for every rank
+    if isinstance(created, RunDirError):
+        raise created
+    run = RunDir(created)
     recipe = with_normalized_context(recipe)  # e.g. a relative rag index saved as an absolute path
-    run.write_text("recipe.yaml", dump_recipe(recipe))
+    if is_main():
+        run.write_text("recipe.yaml", dump_recipe(recipe))
+        if world_size() > 1 or recipe.train.distributed != "none":
+            write_presets(run.path, recipe, device, distributed)
     set_seed(recipe.train.seed)
     console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
     with console.status(f"loading {recipe.model.name} ..."):
@@ -74,6 +87,15 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
     session = Session(recipe, run, loaded, splits, device, precision, progress)
     session.context = setup_context(recipe, loaded.tokenizer, splits)
     return session
+
+
+def create_run_dir(recipe: Recipe) -> Path | RunDirError:
+    """The new run dir's path, or the error (handed to every rank, which raise it together)."""
+    try:
+        return RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
+            recipe.method.name, recipe.objective.name), recipe.output.overwrite).path
+    except RunDirError as e:
+        return e
 
 
 def with_normalized_context(recipe: Recipe) -> Recipe:
@@ -155,7 +177,13 @@ def fit(session: Session, resume: bool = False) -> FitResult:
         if trainer.eval_dataset is not None:
             trainer.evaluate()  # final held-out loss into metrics.jsonl
     session.results["mlflow_run"] = mlflow_run
-    session.run.save_weights(model, session.loaded.tokenizer)
+    if shards_params(r):  # FSDP / ZeRO-3: the Trainer gathers the shards (every rank takes part), rank 0 writes
+        target = session.run.adapter_dir if hasattr(unwrap(model), "peft_config") else session.run.model_dir
+        trainer.save_model(str(target))
+        if is_main():
+            session.loaded.tokenizer.save_pretrained(target)
+    elif is_main():
+        session.run.save_weights(unwrap(model), session.loaded.tokenizer)
     tokens = int(trainer.state.num_input_tokens_seen)
     return FitResult(model, params, m.stats, tokens, out.training_loss, data_stats)
 
@@ -163,16 +191,20 @@ def fit(session: Session, resume: bool = False) -> FitResult:
 def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:
     """The whole recipe: returns the session, whose run dir holds weights, eval.json and report.md."""
     session = prepare(recipe, progress)
-    if eval_before:
+    if eval_before and is_main():
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])
     if not METHODS.get(recipe.method.name).trains:  # method none: the base model with its context
+        if not is_main():
+            return session
         session.results["after"] = evaluate(session, desc=f"base model, context {recipe.context.name}")
         session.run.write_json("eval.json", session.results["after"])
         write_report(session)
         return session
     fit_result = fit(session, resume)
     session.results["fit"] = fit_result
+    if not is_main():
+        return session  # rank 0 evaluates and reports
     session.results["after"] = evaluate(session, fit_result.model, desc="trained model")
     log_heldout(session.results["mlflow_run"], recipe, session.results["after"])
     session.run.write_json("eval.json", session.results["after"])

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from ftatlas.data.records import Conversation
+from ftatlas.distributed import preset
 from ftatlas.models.accel import check_cuda_options
 from ftatlas.models.device import Precision
 from ftatlas.objectives.tracking import tracker_arguments
@@ -110,5 +111,6 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         disable_tqdm=True,  # our ProgressBar callback shows loss and tokens/s instead of printed dicts
         dataloader_num_workers=0,
     )
+    fields |= preset(ctx.recipe, ctx.device)  # train.distributed: DDP / FSDP / DeepSpeed settings
     fields |= check_cuda_options(t, ctx.device)  # train.optim / train.liger, or a clear stop where they cannot run
     return args_class(**(fields | extra))
