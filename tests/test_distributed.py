@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _recipe_file(tmp_path: Path, model_dir: Path, chat_file: Path, **train) -> Path:
     r = tiny_recipe(model_dir, tmp_path / "runs", train=train)
     r["method"] = {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0}  # dropout masks depend on the process layout
-    r["data"] = {"train": str(chat_file), "eval_split": 0.1, "max_length": 64}
+    # 24 rows = 3 global batches of 8: no short last batch (a process would pad its shard from the start)
+    r["data"] = {"train": str(chat_file), "eval": str(chat_file), "max_length": 64}
     r["eval"] = {"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(r))

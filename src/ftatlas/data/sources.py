@@ -102,8 +102,9 @@ def _builder_args(spec: DatasetSource) -> dict[str, Any]:
         if builder is None:
             raise DataError(spec.path, None, None, f"unsupported file type {p.suffix!r}; supported: "
                             f"{', '.join([*BUILDERS, '.json', '.jsonl'])} (or a folder of them)")
-        split = spec.split.split("[")[0]
-        args |= dict(path=builder, data_files={split: str(p)})
+        args |= dict(path=builder, data_files=str(p))  # one file is the split "train" (slices work on it)
+        if builder == "csv":
+            args["dtype"] = str  # CSV cells are text; pandas' type guesses would turn an answer "42" into a number
     return {k: v for k, v in args.items() if v is not None}
 
 
