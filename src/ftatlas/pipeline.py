@@ -78,7 +78,7 @@ def prepare(recipe: Recipe, progress: bool = True) -> Session:
         if world_size() > 1 or recipe.train.distributed != "none":
             write_presets(run.path, recipe, device, distributed)
     set_seed(recipe.train.seed)
-    console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
+    console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}", emoji=False)  # path:train: is no emoji
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
     if objective.needs_chat_template and any(not r.is_text for r in splits.train):

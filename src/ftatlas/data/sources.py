@@ -103,9 +103,19 @@ def _builder_args(spec: DatasetSource) -> dict[str, Any]:
             raise DataError(spec.path, None, None, f"unsupported file type {p.suffix!r}; supported: "
                             f"{', '.join([*BUILDERS, '.json', '.jsonl'])} (or a folder of them)")
         args |= dict(path=builder, data_files=str(p))  # one file is the split "train" (slices work on it)
-        if builder == "csv":
-            args["dtype"] = str  # CSV cells are text; pandas' type guesses would turn an answer "42" into a number
+        if builder == "csv":  # CSV cells are text; pandas' type guesses would turn an answer "42" into a number
+            args["features"] = _text_features(p)
     return {k: v for k, v in args.items() if v is not None}
+
+
+def _text_features(p: Path) -> Any:
+    import csv
+
+    import datasets
+
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), [])
+    return datasets.Features({name: datasets.Value("string") for name in header})
 
 
 def load(spec: DatasetSource, field: str = "data.train") -> Any:
