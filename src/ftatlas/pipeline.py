@@ -5,7 +5,9 @@ Each step is a small function so the quickstart, the CLI and notebooks reuse the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
 from ftatlas.data.templating import encode_all
+from ftatlas.distributed import from_main, is_main, preset, shards_params, unwrap, world_size, write_presets
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import check_eval_rows, evaluate_rows
 from ftatlas.measure import Measure, PhaseStats
@@ -29,10 +32,11 @@ from ftatlas.models.loading import check_model_name
 from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import TrainContext
 from ftatlas.objectives.checkpoints import atomic_checkpoints
+from ftatlas.objectives.tracking import log_heldout, trackers
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
 from ftatlas.report import write_report
 from ftatlas.resolve import resolve
-from ftatlas.runs import RunDir, default_run_name
+from ftatlas.runs import RunDir, RunDirError, default_run_name
 
 console = Console(stderr=True)
 
@@ -76,17 +80,28 @@ def prepare(recipe: Recipe, progress: bool = True, resume: bool = False) -> Sess
         check_eval_rows(held[: recipe.eval.max_examples] if recipe.eval.max_examples else held, names)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
-    recipe = with_normalized_context(recipe)  # e.g. a relative rag index saved as an absolute path
+    distributed = preset(recipe, device)  # stops here where the engine cannot run (e.g. ZeRO on CPU)
+    if not is_main():  # rank 0 alone writes and reports (torchrun / accelerate launch start the others)
+        console.quiet, progress = True, False
+    if device == "cuda" and world_size() > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # each process on its own GPU
     checkpoint = None
     if resume:
         run, checkpoint = RunDir.for_resume(recipe.output.dir, recipe.output.name)
     else:
-        run = RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
-            recipe.method.name, recipe.objective.name), recipe.output.overwrite)
+        created = from_main(create_run_dir(recipe) if is_main() else None)  # one name for every rank
+        if isinstance(created, RunDirError):
+            raise created
+        run = RunDir(created)
+    recipe = with_normalized_context(recipe)  # e.g. a relative rag index saved as an absolute path
+    if is_main() and not resume:
         run.write_text("recipe.yaml", dump_recipe(recipe))
+        if world_size() > 1 or recipe.train.distributed != "none":
+            write_presets(run.path, recipe, device, distributed)
     set_seed(recipe.train.seed)
-    console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}")
-    check_overlap(run, splits)
+    console.print(f"[bold]run[/] {run.path}  [bold]data[/] {splits.note}", emoji=False)  # path:train: is no emoji
+    if is_main():
+        check_overlap(run, splits)
     if objective.experimental:
         console.print(f"[yellow]experimental[/] objective {recipe.objective.name!r}: {objective.experimental}")
     with console.status(f"loading {recipe.model.name} ..."):
@@ -124,6 +139,13 @@ def warn_untemplated(recipe: Recipe, splits: Splits, tokenizer: Any) -> None:
         console.print("[yellow]warning[/] the preference rows are in the standard (plain string) form, so the "
                       "model's chat template is not applied to them; set data.template=chat to train and "
                       "evaluate them as user messages")
+def create_run_dir(recipe: Recipe) -> Path | RunDirError:
+    """The new run dir's path, or the error (handed to every rank, which raise it together)."""
+    try:
+        return RunDir.create(recipe.output.dir, recipe.output.name or default_run_name(
+            recipe.method.name, recipe.objective.name), recipe.output.overwrite).path
+    except RunDirError as e:
+        return e
 
 
 def with_normalized_context(recipe: Recipe) -> Recipe:
@@ -212,18 +234,27 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     checkpoint = session.results.get("resume_from") if resume else None
     if resume and checkpoint is None:  # a session prepared without resume=True
         checkpoint = RunDir.for_resume(session.run.path.parent, session.run.path.name)[1]
-    if checkpoint is not None:  # the rows logged after it (before the kill) are logged again from it
+    if checkpoint is not None and is_main():  # the rows logged after it (before the kill) are logged again from it
         session.run.truncate_metrics(int(checkpoint.name.split("-")[-1]))
-    with Measure(session.device) as m:
-        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    restored = ctx.budget is not None and ctx.budget.early_stopping and \
-        trainer.state.best_global_step not in (None, trainer.state.global_step)
-    if trainer.eval_dataset is not None and (restored or ctx.budget is None or not ctx.budget.early_stopping):
-        trainer.evaluate()  # final held-out loss into metrics.jsonl (of the restored weights under early stopping)
+    with trackers(trainer, r, session.run) as mlflow_run:  # train.report_to
+        with Measure(session.device) as m:
+            out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        restored = ctx.budget is not None and ctx.budget.early_stopping and \
+            trainer.state.best_global_step not in (None, trainer.state.global_step)
+        if trainer.eval_dataset is not None and (restored or ctx.budget is None or not ctx.budget.early_stopping):
+            trainer.evaluate()  # final held-out loss into metrics.jsonl (of the restored weights under early stopping)
+    session.results["mlflow_run"] = mlflow_run
     plan["kept"] = kept_step(session, trainer, ctx)
-    session.run.write_json("plan.json", plan)
+    if is_main():
+        session.run.write_json("plan.json", plan)
     session.results["plan"] = plan
-    session.run.save_weights(model, session.loaded.tokenizer)
+    if shards_params(r):  # FSDP / ZeRO-3: the Trainer gathers the shards (every rank takes part), rank 0 writes
+        target = session.run.adapter_dir if hasattr(unwrap(model), "peft_config") else session.run.model_dir
+        trainer.save_model(str(target))
+        if is_main():
+            session.loaded.tokenizer.save_pretrained(target)
+    elif is_main():
+        session.run.save_weights(unwrap(model), session.loaded.tokenizer)
     tokens = int(trainer.state.num_input_tokens_seen)
     return FitResult(model, params, m.stats, tokens, out.training_loss, data_stats)
 
@@ -250,8 +281,9 @@ def kept_step(session: Session, trainer: Any, ctx: TrainContext) -> dict[str, An
         kept = {"step": state.best_global_step, "best_eval_loss": state.best_metric,
                 "last_step": state.global_step, "planned_steps": planned,
                 "stopped_early": state.global_step < planned}
-        session.run.log_metrics({"step": state.global_step, "kept_step": state.best_global_step,
-                                 "best_eval_loss": state.best_metric, "stopped_early": kept["stopped_early"]})
+        if is_main():
+            session.run.log_metrics({"step": state.global_step, "kept_step": state.best_global_step,
+                                     "best_eval_loss": state.best_metric, "stopped_early": kept["stopped_early"]})
         where = f"stopped at step {state.global_step} of {planned}" if kept["stopped_early"] else "ran the budget"
         console.print(f"[bold]early stopping[/] {where}; kept step {state.best_global_step} "
                       f"(held-out loss {state.best_metric:.4f})")
@@ -261,17 +293,22 @@ def kept_step(session: Session, trainer: Any, ctx: TrainContext) -> dict[str, An
 def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:
     """The whole recipe: returns the session, whose run dir holds weights, eval.json and report.md."""
     session = prepare(recipe, progress, resume)
-    if eval_before:
+    if eval_before and is_main():
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])
     if not recipe.axes.method.entry.trains:  # method none: the base model with its context
+        if not is_main():
+            return session
         session.results["after"] = evaluate(session, desc=f"base model, context {recipe.context.name}")
         session.run.write_json("eval.json", session.results["after"])
         write_report(session)
         return session
     fit_result = fit(session, resume)
     session.results["fit"] = fit_result
+    if not is_main():
+        return session  # rank 0 evaluates and reports
     session.results["after"] = evaluate(session, fit_result.model, desc="trained model")
+    log_heldout(session.results["mlflow_run"], recipe, session.results["after"])
     session.run.write_json("eval.json", session.results["after"])
     if eval_before:
         session.run.write_json("eval_after.json", session.results["after"])

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from ftatlas.data.sources import DatasetSource
+
 DEFAULT_LR = 2e-4  # train.lr: auto for a method whose Params declare no default_lr (LoRA's rate)
 
 
@@ -33,9 +35,12 @@ class ModelSpec(Strict):
 
 class DataSpec(Strict):
     builtin: str | None = Field(None, description="built-in dataset name (e.g. contacts); replaces train/eval")
-    train: str | None = Field(None, description="training file (.jsonl, .json, .txt) or a mixture spec (.yaml, "
-                                                 "see `ftatlas data mix`)")
-    eval: str | None = Field(None, description="held-out file; if absent, eval_split of train is held out")
+    train: str | DatasetSource | None = Field(
+        None, description="training file (.jsonl, .json, .txt, .parquet, .csv, .arrow), a folder of them, a "
+        "datasets source {path, name, split, revision, data_files, streaming, columns}, or a mixture spec (.yaml, "
+        "see `ftatlas data mix`)")
+    eval: str | DatasetSource | None = Field(
+        None, description="held-out file or datasets source; if absent, eval_split of train is held out")
     format: Literal["auto", "alpaca", "sharegpt", "messages", "text", "trl", "kto"] = Field(
         "auto", description="row format; trl/kto (and alpaca/sharegpt pairs) for preference objectives")
     eval_split: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of train held out when eval is absent")
@@ -47,6 +52,9 @@ class DataSpec(Strict):
     template: Literal["as_written", "chat"] = Field(
         "as_written", description="chat: standard-form preference prompts (plain strings) become a user message, "
                                   "so the model's chat template is applied to them")
+    cache_tokenized: bool = Field(True, description="sft: keep tokenized rows in an Arrow cache (datasets.map), "
+                                  "keyed by rows, tokenizer, template, max_length and train_on; reruns skip it")
+    cache_dir: str | None = Field(None, description="folder of that cache; default <datasets cache>/ftatlas-tokenized")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -135,6 +143,25 @@ class TrainSpec(Strict):
         "the budget (at most 4 an epoch) with early stopping, else 0")
     save_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only the final model")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    report_to: list[str] = Field(
+        default_factory=list, description="experiment trackers the Trainer reports to (tensorboard, mlflow, wandb, "
+        "trackio, ...); metrics.jsonl is written either way")
+    experiment: str | None = Field(
+        None, description="MLflow experiment (W&B/trackio project); default: the folder name of output.dir")
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<output.dir>/mlflow.db")
+    distributed: Literal["none", "ddp", "fsdp", "zero2", "zero3", "zero3_offload"] = Field(
+        "none", description="multi-process preset written to the run dir (accelerate config + DeepSpeed/FSDP "
+        "settings); start the processes with torchrun or accelerate launch. zero* presets need DeepSpeed on CUDA")
+    distributed_config: str | None = Field(
+        None, description="your own DeepSpeed JSON or FSDP settings (YAML/JSON) instead of the preset's")
+
+    @field_validator("report_to", mode="after")
+    @classmethod
+    def _known_trackers(cls, v: list[str]) -> list[str]:
+        from ftatlas.objectives.tracking import check_trackers
+
+        return check_trackers(v)
 
 
 class DecodeSpec(Strict):

@@ -44,6 +44,8 @@ def train_cmd(
         session = train(recipe, resume=resume, eval_before=eval_before)
     except USER_ERRORS as e:
         fail(e)
+    if "after" not in session.results:  # a torchrun / accelerate launch process other than rank 0
+        return
     out.print(rich_table(comparison_rows(session), "held-out metrics (%)"))
     out.print(f"run directory: {session.run.path}")
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from ftatlas.data.errors import DataError
 from ftatlas.data.records import ROLES, Conversation, Message
+from ftatlas.data.sources import RowSource
 
 FORMATS = ("alpaca", "sharegpt", "messages", "text")
 EXTENSIONS = (".jsonl", ".json", ".txt")
@@ -131,7 +132,9 @@ _CONVERTERS: dict[str, Callable[[dict], Conversation]] = {
 }
 
 
-def _checked_path(path: str | Path) -> Path:
+def _checked_path(path: str | Path | RowSource) -> Path:
+    if isinstance(path, RowSource):  # a datasets split stands in for a file (data/sources.py)
+        return path  # type: ignore[return-value]
     p = Path(path)
     if not p.exists():
         raise DataError(path, None, None, "file does not exist")
@@ -196,7 +199,11 @@ def _json_rows(p: Path, text: str) -> Iterator[tuple[int, dict]]:
 
 
 def iter_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(1-based line where the row starts, row object)`` for a .jsonl or .json file."""
+    """Yield ``(1-based line where the row starts, row object)`` for a .jsonl or .json file (or ``(index, row)``
+    for a datasets split, a :class:`RowSource`)."""
+    if isinstance(path, RowSource):
+        yield from path.rows()
+        return
     p = _checked_path(path)
     suffix = p.suffix.lower()
     if suffix == ".txt":

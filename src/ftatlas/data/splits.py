@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from ftatlas.data.preference import as_chat, read_preference_file, read_unpaired
 from ftatlas.data.prompts import from_conversation, read_prompts
 from ftatlas.data.readers import read_file
 from ftatlas.data.records import Conversation
+from ftatlas.data.sources import DatasetSource, RowSource, describe, source_spec
 from ftatlas.recipe import DataSpec
 
 
@@ -43,8 +45,16 @@ def _builtin_pairs(name: str, split: str, kind: str) -> list:
     return to_unpaired(pairs) if kind == "unpaired" else pairs
 
 
-def _read(spec: DataSpec, path: str, kind: str) -> list:
-    return read_rows(path, spec.format, kind)
+def _read(spec: DataSpec, value: str | DatasetSource, kind: str, field: str) -> list:
+    """A file, or a datasets source read through the same readers (streamed sources stop at what is used)."""
+    source = source_spec(value)
+    if source is None:
+        return read_rows(value, spec.format, kind)
+    limit = None
+    if source.streaming and spec.max_train is not None:
+        held_share = spec.eval_split if field == "data.train" and spec.eval is None else 0.0
+        limit = math.ceil(spec.max_train / (1 - held_share)) + 1
+    return read_rows(RowSource(source, field, limit), spec.format, kind)
 
 
 def read_rows(path: str, format: str, kind: str = "conversations") -> list:
@@ -76,13 +86,14 @@ def load_splits(spec: DataSpec, kind: str = "conversations") -> Splits:
         note = f"built-in {spec.builtin}: {len(train)} train / {len(held)} held-out rows"
         metrics = BUILTIN_METRICS[spec.builtin]
     else:
-        train = _read(spec, spec.train, kind)
+        train = _read(spec, spec.train, kind, "data.train")
         if spec.eval is not None:
-            held = _read(spec, spec.eval, kind)
-            note = f"{spec.train}: {len(train)} train rows; {spec.eval}: {len(held)} held-out rows"
+            held = _read(spec, spec.eval, kind, "data.eval")
+            note = f"{describe(spec.train)}: {len(train)} train rows; {describe(spec.eval)}: {len(held)} held-out rows"
         else:
             train, held = _split(train, spec.eval_split, spec.seed)
-            note = f"{spec.train}: {len(train)} train / {len(held)} held-out rows (eval_split={spec.eval_split})"
+            note = (f"{describe(spec.train)}: {len(train)} train / {len(held)} held-out rows "
+                    f"(eval_split={spec.eval_split})")
         metrics = ["exact_match", "token_f1"]
     if spec.template == "chat":
         if kind not in ("preference", "unpaired"):
@@ -98,7 +109,7 @@ def load_splits(spec: DataSpec, kind: str = "conversations") -> Splits:
 
 
 def where_of(spec: DataSpec) -> str:
-    return spec.train or f"builtin:{spec.builtin}"
+    return describe(spec.train) if spec.train is not None else f"builtin:{spec.builtin}"
 
 
 def _split(rows: list[Conversation], frac: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from ftatlas.data.packing import round_up
 from ftatlas.data.templating import IGNORE
+from ftatlas.distributed import unwrap
 
 
 class LossWorkspace:
@@ -182,13 +183,18 @@ def chunked_lm_loss_sum(model: nn.Module, inputs: dict[str, Any], chunk: int = 2
 
     Raises ValueError when ``split_lm(model)`` is None; the caller decides whether to fall back.
     """
-    parts = split_lm(model)
+    inner = unwrap(model)  # DDP / DeepSpeed wrappers: look things up inside, run the forward through them
+    parts = split_lm(inner)
     if parts is None:
-        raise ValueError(f"chunked loss does not support {type(model).__name__}")
+        raise ValueError(f"chunked loss does not support {type(inner).__name__}")
     decoder, head = parts
     labels = inputs["labels"]
     kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
-    if rewrites_inputs(model):
+    if inner is not model:  # the wrapper's forward is what syncs gradients across processes
+        hidden = _wrapped_decoder_output(model, decoder, kwargs)
+        extra = hidden.shape[1] - labels.shape[1]
+        labels = torch.nn.functional.pad(labels, (extra, 0), value=IGNORE)
+    elif rewrites_inputs(inner):
         hidden = _decoder_output(model, decoder, kwargs)
         extra = hidden.shape[1] - labels.shape[1]  # prompt/p-tuning prepend virtual tokens (a prefix adds none)
         labels = torch.nn.functional.pad(labels, (extra, 0), value=IGNORE)
@@ -225,3 +231,17 @@ def _decoder_output(model: nn.Module, decoder: nn.Module, kwargs: dict[str, Any]
     finally:
         hook.remove()
     raise ValueError(f"{type(model).__name__}'s forward never called its decoder")
+
+
+def _wrapped_decoder_output(model: nn.Module, decoder: nn.Module, kwargs: dict[str, Any]) -> torch.Tensor:
+    """The decoder's last hidden state from a full forward through a DDP-style wrapper, which prepares the
+    gradient all-reduce only when its own forward runs. The LM head sees one position (``logits_to_keep=1``)."""
+    seen: list[torch.Tensor] = []
+    hook = decoder.register_forward_hook(lambda _m, _i, out: seen.append(out.last_hidden_state))
+    try:
+        model(**kwargs, logits_to_keep=1)
+    finally:
+        hook.remove()
+    if not seen:
+        raise ValueError(f"{type(model).__name__}'s forward never called its decoder")
+    return seen[-1]

@@ -10,9 +10,11 @@ from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from ftatlas.data.records import Conversation
+from ftatlas.distributed import preset
 from ftatlas.models.accel import check_cuda_options
 from ftatlas.models.device import Precision
 from ftatlas.objectives.budget import Budget, budget_arguments, plan_budget
+from ftatlas.objectives.tracking import tracker_arguments
 from ftatlas.recipe import Recipe
 from ftatlas.registry import Registry
 from ftatlas.runs import RunDir
@@ -118,12 +120,13 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or None,
         save_total_limit=t.save_total_limit,
-        report_to="none",
+        **tracker_arguments(ctx.recipe, ctx.run),  # train.report_to: TensorBoard, MLflow, W&B, ...
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # our ProgressBar callback shows loss and tokens/s instead of printed dicts
         dataloader_num_workers=0,
     )
     fields |= budget_arguments(budget, t)  # epochs/max_steps, eval steps, early stopping's best-checkpoint keeping
+    fields |= preset(ctx.recipe, ctx.device)  # train.distributed: DDP / FSDP / DeepSpeed settings
     fields |= check_cuda_options(t, ctx.device)  # train.optim / train.liger, or a clear stop where they cannot run
     return args_class(**(fields | extra))

@@ -56,10 +56,12 @@ class MetricsLogger(TrainerCallback):
             row.update(loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                        tokens_per_s=round((seen - self._tokens) / max(now - self._t, 1e-9), 1))
             self._t, self._tokens = now, seen
-            if not math.isfinite(float(logs["loss"])):
+            if not math.isfinite(float(logs["loss"])):  # every rank stops (the logged loss is their mean)
+                if not state.is_world_process_zero:
+                    raise TrainingDiverged(f"non-finite loss ({logs['loss']}) at step {state.global_step}")
                 raise diverged(self.run, state.global_step, float(logs["loss"]))
         row.update({k: v for k, v in logs.items() if k.startswith(("eval_", *self.extra))})
-        if len(row) > 2:
+        if len(row) > 2 and state.is_world_process_zero:  # rank 0 alone writes the run dir
             self.run.log_metrics(row)
 
 

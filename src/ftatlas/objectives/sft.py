@@ -23,6 +23,8 @@ from transformers.trainer_callback import PrinterCallback
 
 from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator, padded_width
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
+from ftatlas.data.token_cache import encode_cached
+from ftatlas.distributed import main_process_first, shards_params
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import LossWorkspace, chunked_lm_loss_sum, rewrites_inputs, split_lm
 from ftatlas.models.frozen import store_frozen_linears
@@ -96,6 +98,10 @@ class LossTokenTrainer(Trainer):
         with self.accelerator.autocast():  # the decoder is called directly, outside accelerate's wrapped forward
             total, n = chunked_lm_loss_sum(model, inputs, self.chunk, self.multiple, self.loss_workspace)
         loss = total / (num_items_in_batch if num_items_in_batch is not None else max(n, 1))
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every process' loss tokens and DDP averages gradients over processes:
+            # scaled back so the step equals one process on the whole global batch (as Trainer's own loss does)
+            loss = loss * self.accelerator.num_processes
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
@@ -117,9 +123,8 @@ class SFT(Objective):
     summary = "next-token loss on assistant turns (or all tokens with data.train_on=all)"
 
     def build(self, ctx: TrainContext) -> Any:
-        spec = ctx.recipe.data
-        train, self.train_stats = encode_all(ctx.tokenizer, ctx.train_rows, spec.max_length, spec.train_on)
-        held, self.eval_stats = encode_all(ctx.tokenizer, ctx.eval_rows, spec.max_length, spec.train_on)
+        train, self.train_stats = self.encode(ctx, ctx.train_rows)
+        held, self.eval_stats = self.encode(ctx, ctx.eval_rows)
         if not train:
             raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
         t = ctx.recipe.train
@@ -131,7 +136,8 @@ class SFT(Objective):
             use_varlen_attention(ctx.model, ctx.device, t.pad_multiple)  # per-sequence attention
         if packed:
             extra["include_num_input_tokens_seen"] = "all"  # minus the filler (LossTokenTrainer)
-        if t.frozen_half and ctx.precision.autocast is not None and hasattr(ctx.model, "peft_config"):
+        sharded = shards_params(ctx.recipe)  # FSDP / ZeRO-3: weights read outside the forward are shards
+        if t.frozen_half and not sharded and ctx.precision.autocast is not None and hasattr(ctx.model, "peft_config"):
             store_frozen_linears(ctx.model, ctx.precision.autocast)  # only the adapter is saved, so this stays local
         if t.compile:
             compile_blocks(ctx.model)
@@ -153,12 +159,21 @@ class SFT(Objective):
             processing_class=ctx.tokenizer,
             callbacks=[MetricsLogger(ctx.run), ProgressBar(ctx.progress), HeapTrim(),
                        *early_stopping_callbacks(budget)],
-            chunk=t.loss_chunk if t.chunked_loss and split_lm(ctx.model) is not None else None,
+            chunk=t.loss_chunk if t.chunked_loss and not sharded and split_lm(ctx.model) is not None else None,
             batch_sampler=sampler,
             multiple=t.pad_multiple,
         )
         trainer.remove_callback(PrinterCallback)  # our ProgressBar/MetricsLogger report instead of dict prints
         return trainer
+
+    def encode(self, ctx: TrainContext, rows: list) -> tuple[list[Encoded], EncodeStats]:
+        """Template and tokenize ``rows``, through the tokenized-rows cache (data.cache_tokenized) when on."""
+        spec = ctx.recipe.data
+        if not spec.cache_tokenized or not rows:
+            return encode_all(ctx.tokenizer, rows, spec.max_length, spec.train_on)
+        with main_process_first():  # the first process writes the cache, the others then read it
+            encoded, stats, _hit = encode_cached(ctx.tokenizer, rows, spec.max_length, spec.train_on, spec.cache_dir)
+        return encoded, stats
 
     def stats(self) -> dict[str, EncodeStats]:
         return {"train": self.train_stats, "eval": self.eval_stats}

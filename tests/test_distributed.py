@@ -1,0 +1,81 @@
+"""`ftatlas train` under torchrun: 2 processes x batch 4 (gloo, CPU) against 1 process x batch 8 -- the same loss
+curve and the same final adapter; rank 0 alone writes the run dir. Presets and what is GPU-only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from ftatlas.distributed import preset
+from ftatlas.recipe import build_recipe
+from tests.conftest import tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recipe_file(tmp_path: Path, model_dir: Path, chat_file: Path, **train) -> Path:
+    r = tiny_recipe(model_dir, tmp_path / "runs", train=train)
+    r["method"] = {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0}  # dropout masks depend on the process layout
+    # 24 rows = 3 global batches of 8: no short last batch (a process would pad its shard from the start)
+    r["data"] = {"train": str(chat_file), "eval": str(chat_file), "max_length": 64}
+    r["eval"] = {"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r))
+    return path
+
+
+def _train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
+                        "HF_DATASETS_CACHE": str(tmp_path / "hf-cache")}
+    done = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("packing", ["padding_free", "off"])
+def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_file, tmp_path, packing):
+    recipe = _recipe_file(tmp_path, tiny_model_dir, chat_file, max_steps=3, batch_size=8, packing=packing,
+                          warmup=0, scheduler="constant", lr=1e-2)
+    _train(["-m", "ftatlas.cli", "train", str(recipe), "output.name=one"], tmp_path)
+    two = _train(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftatlas.cli",
+                  "train", str(recipe), "output.name=two", "train.batch_size=4", "train.distributed=ddp"], tmp_path)
+    one_dir, two_dir = tmp_path / "runs" / "one", tmp_path / "runs" / "two"
+    assert len(_losses(two_dir)) == 3  # one metrics line per step: rank 1 wrote nothing
+    assert _losses(two_dir) == pytest.approx(_losses(one_dir), rel=1e-4)
+    a = load_file(one_dir / "adapter" / "adapter_model.safetensors")
+    b = load_file(two_dir / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    info = json.loads((two_dir / "distributed.json").read_text())
+    assert info["world_size"] == 2 and info["training_arguments"]["ddp_backend"] == "gloo"
+    assert (two_dir / "eval.json").is_file() and two.stdout.count("run directory:") == 1  # rank 0 reports
+
+
+def test_presets_and_gpu_only_engines(tiny_model_dir, tmp_path):
+    fsdp = preset(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "fsdp"})), "cpu")
+    assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["fsdp_config"]["version"] == 2
+    zero3 = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "zero3"}))
+    with pytest.raises(ValueError, match="zero3: DeepSpeed ZeRO runs on CUDA GPUs only"):
+        preset(zero3, "cpu")
+    own = tmp_path / "fsdp.yaml"
+    own.write_text("version: 2\nreshard_after_forward: false\n")
+    mine = preset(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={
+        "distributed": "fsdp", "distributed_config": str(own)})), "cpu")
+    assert mine["fsdp_config"] == {"version": 2, "reshard_after_forward": False}
+    with pytest.raises(ValueError, match="distributed_config: .*missing.json does not exist"):
+        preset(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={
+            "distributed": "fsdp", "distributed_config": str(tmp_path / "missing.json")})), "cpu")
