@@ -227,3 +227,52 @@ def test_non_loopback_bind_requires_a_key(monkeypatch):
         api_key_from_env("FTA_KEY", "0.0.0.0")
     monkeypatch.setenv("FTA_KEY", "k" * 20)
     assert api_key_from_env("FTA_KEY", "0.0.0.0") == "k" * 20
+
+
+def test_cli_refuses_open_binds_without_key_and_vllm_without_cuda(runs):
+    from typer.testing import CliRunner
+
+    from ftatlas.cli import app
+
+    res = CliRunner().invoke(app, ["serve", str(runs["lora-a"]), "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "--api-key-env" in res.output
+    res = CliRunner().invoke(app, ["serve", str(runs["lora-a"]), "--backend", "vllm"])
+    if not torch.cuda.is_available():
+        assert res.exit_code == 2 and "needs a CUDA GPU" in res.output
+
+
+def test_vllm_command_puts_adapter_runs_on_one_base(runs, tiny_model_dir):
+    from ftatlas.serve.vllm import vllm_command
+
+    cmd = vllm_command([str(runs["lora-a"]), str(runs["lora-b"])], "127.0.0.1", 8001, 256)
+    assert cmd[:3] == ["vllm", "serve", str(tiny_model_dir)] and "--enable-lora" in cmd
+    assert cmd[cmd.index("--lora-modules") + 1:] == [f"lora-a={runs['lora-a'] / 'adapter'}",
+                                                     f"lora-b={runs['lora-b'] / 'adapter'}"]
+    with pytest.raises(ValueError, match="rag context is not applied by vLLM"):
+        vllm_command([str(runs["rag"])], "127.0.0.1", 8001, 256)
+    with pytest.raises(ValueError, match="cannot be served by vLLM"):
+        vllm_command([str(runs["rm"])], "127.0.0.1", 8001, 256)
+
+
+def test_gguf_through_llama_cpp():
+    pytest.importorskip("llama_cpp")
+    from ftatlas.models.loading import ALIASES
+
+    gguf = str(ALIASES["smollm2-135m"]())
+    server = Live(create_app([gguf], backend="llama.cpp"))
+    try:
+        c = server.client()
+        assert c.models.list().data[0].model_extra["ftatlas"]["backend"] == "llama.cpp"
+        msgs = [{"role": "user", "content": "What is the capital of France?"}]
+        r = c.chat.completions.create(model=gguf, messages=msgs, max_tokens=12, temperature=0)
+        assert r.choices[0].message.content.strip() and 0 < r.usage.completion_tokens <= 12
+        served = server.server.config.app.state.pool.models[gguf]
+        prompt, _ = served.render([Message("user", msgs[0]["content"])])
+        assert prompt.startswith("<|im_start|>")  # rendered by ftatlas with the template the GGUF carries
+        assert r.usage.prompt_tokens == len(served.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in
+                           c.chat.completions.create(model=gguf, messages=msgs, max_tokens=12, temperature=0,
+                                                     stream=True))
+        assert streamed == r.choices[0].message.content
+    finally:
+        server.stop()

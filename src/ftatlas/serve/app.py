@@ -29,11 +29,11 @@ from ftatlas.serve.schemas import ApiError, ChatRequest, CompletionRequest, Samp
 
 
 def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batch: int = 16,
-               device: str = "auto") -> FastAPI:
+               device: str = "auto", backend: str = "auto") -> FastAPI:
     """An app serving ``pool`` (or the run dirs / models it names, loaded here). The batching worker starts
     now, so the app also works mounted inside another one; ``app.state.engine.close()`` stops it (the app's
     own lifespan does that at shutdown, after uvicorn has let in-flight requests finish)."""
-    pool = pool if isinstance(pool, Pool) else load_pool(pool, device)
+    pool = pool if isinstance(pool, Pool) else load_pool(pool, device, backend)
     limits = limits or Limits()
     engine = Engine(pool, max_batch=max_batch)
     # Contexts (a RAG index's SQLite store, its embedder) are used from one thread, one request at a time.
@@ -105,7 +105,7 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
 
 
 def _model_card(s: Served) -> dict:
-    extra = {"kind": s.kind, "adapter": s.adapter, "source": s.source, "backend": "transformers",
+    extra = {"kind": s.kind, "adapter": s.adapter, "source": s.source, "backend": s.backend,
              "context": s.context.name if s.context is not None else None}
     return {"id": s.id, "object": "model", "created": s.created, "owned_by": "ftatlas", "ftatlas": extra}
 
@@ -279,11 +279,11 @@ def _max_tokens(req: Sampling, limits: Limits) -> int:
 
 
 def _check_prompt(served: Served, ids: list[int], max_tokens: int, limits: Limits) -> None:
-    window = getattr(getattr(served.model, "config", None), "max_position_embeddings", None)
+    window = served.window
     if len(ids) > limits.max_prompt_tokens:
         raise ApiError(400, f"the prompt has {len(ids)} tokens; this server's limit is {limits.max_prompt_tokens}",
                        "messages", "context_length_exceeded")
-    if isinstance(window, int) and len(ids) + max_tokens > window:
+    if window is not None and len(ids) + max_tokens > window:
         raise ApiError(400, f"the prompt ({len(ids)} tokens) plus max_tokens ({max_tokens}) is over the model's "
                             f"context window of {window} tokens", "max_tokens", "context_length_exceeded")
 

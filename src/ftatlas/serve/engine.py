@@ -162,6 +162,11 @@ class Engine:
         served = self.pool.models[jobs[0].model_id]
         tok = served.tokenizer
         try:
+            if served.backend == "llama.cpp":
+                from ftatlas.serve.llama_cpp import run_jobs
+
+                run_jobs(served.model, jobs)
+                return
             self._generate(served, jobs)
         except Exception as e:  # a failed batch answers its requests with an error, the server keeps going
             log.exception("generation failed for %s", served.id)

@@ -40,7 +40,16 @@ class Served:
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     source: str = ""
     scorer: Callable[[list[Any], list[str]], list[float]] | None = None  # reward runs
+    backend: str = "transformers"  # or "llama.cpp" (model is then a llama_cpp.Llama)
     created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def window(self) -> int | None:
+        """Tokens of context the model takes (prompt + answer), where known."""
+        if self.backend == "llama.cpp":
+            return int(self.model.n_ctx())
+        window = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return window if isinstance(window, int) else None
 
     @property
     def autocast(self) -> Any:
@@ -48,9 +57,9 @@ class Served:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Any]:
-        """The model with this id's adapter selected (the base alone for the base's id). Not thread-safe:
-        the engine's single worker thread is the only caller."""
-        peft = hasattr(self.model, "set_adapter") and hasattr(self.model, "peft_config")
+        """The model with this id's adapter selected (the base alone for the base's id).
+        Not thread-safe: the engine's single worker thread is the only caller."""
+        peft = self.backend == "transformers" and hasattr(self.model, "peft_config")
         if not peft:
             yield self.model
         elif self.adapter is None:
@@ -194,22 +203,34 @@ class _Loader:
         served.context = context_for(recipe, served.tokenizer)
         self.pool.add(served)
 
-    def add_model(self, target: str) -> None:
-        from ftatlas.models.loading import load_model
+    def add_model(self, target: str, backend: str) -> None:
+        from ftatlas.models.loading import ALIASES, load_model, load_tokenizer, resolve_source
+        from ftatlas.serve.llama_cpp import llama_cpp_available, load_llama
 
         if target in self.pool.models:
             return  # already loaded as a run's base
+        gguf = Path(ALIASES[target]()) if target in ALIASES and backend == "llama.cpp" else Path(target)
+        if backend == "llama.cpp" and gguf.suffix != ".gguf":
+            raise ValueError(f"{target}: the llama.cpp backend serves .gguf files (ftatlas export ... gguf)")
+        if gguf.suffix == ".gguf" and (backend == "llama.cpp" or (backend == "auto" and llama_cpp_available())):
+            llm = load_llama(gguf)
+            tokenizer = load_tokenizer(resolve_source(str(gguf)))  # the GGUF's template, rendered as elsewhere
+            require_chat_template(tokenizer, "serve")
+            self.pool.add(Served(target, "chat", llm, tokenizer, source=str(gguf), backend="llama.cpp"))
+            return
         loaded = load_model(target, device=self.device)
         self.pool.add(Served(target, "chat", loaded.model.eval(), loaded.tokenizer, source=loaded.source))
 
 
-def load_pool(targets: list[str], device: str = "auto") -> Pool:
-    """Load every target (run dir or model source) once; adapter runs on one base share it."""
+def load_pool(targets: list[str], device: str = "auto", backend: str = "auto") -> Pool:
+    """Load every target (run dir or model source) once; adapter runs on one base share it. ``backend``:
+    ``auto`` (llama.cpp for a .gguf file when llama-cpp-python is installed, else transformers),
+    ``transformers`` or ``llama.cpp`` (for .gguf targets; runs always use transformers)."""
     loader = _Loader(device)
     runs = [t for t in targets if (Path(t) / "recipe.yaml").is_file()]
     for t in runs:
         loader.add_run(Path(t))
     for t in targets:
         if t not in runs:
-            loader.add_model(t)
+            loader.add_model(t, backend)
     return loader.pool
