@@ -104,6 +104,22 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
     return app
 
 
+class _Stream(StreamingResponse):
+    """Server-sent events that run ``on_close`` however the response ends - also when the client left before
+    the first chunk, where the generator's own ``finally`` never runs."""
+
+    def __init__(self, chunks: AsyncIterator[str], on_close: Any) -> None:
+        super().__init__(chunks, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
 def _model_card(s: Served) -> dict:
     extra = {"kind": s.kind, "adapter": s.adapter, "source": s.source, "backend": s.backend,
              "context": s.context.name if s.context is not None else None}
@@ -150,6 +166,7 @@ class _Generation:
         deadline = time.monotonic() + limits.request_timeout_s
         decode = _decode(served, req)
         self.jobs: list[Job] = []
+        self.gate: Gate | None = None
         self.prompt_tokens = 0
         for prompt in prompts:
             ids = served.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -166,14 +183,13 @@ class _Generation:
     async def answer(self, kind: str, gate: Gate, extra: dict) -> Any:
         for job in self.jobs:
             self.engine.submit(job)
+        self.gate = gate
         if self.req.stream:
-            return StreamingResponse(self._stream(kind, gate, extra), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return _Stream(self._stream(kind, extra), self.close)
         try:
             await self._wait_all()
         finally:
-            self._cancel()
-            gate.leave()
+            self.close()
         if any(j.finish == "timeout" for j in self.jobs):
             raise ApiError(504, f"the request ran past the server's limit of {self.timeout:g} s",
                            code="timeout")
@@ -199,11 +215,15 @@ class _Generation:
                 raise ApiError(500, payload)
             open_jobs -= what == "done"
 
-    def _cancel(self) -> None:
+    def close(self) -> None:
+        """Drop unfinished rows and free the admission slot (once, whichever path ends the request)."""
         for j in self.jobs:
             j.cancelled.set()
+        if self.gate is not None:
+            self.gate.leave()
+            self.gate = None
 
-    async def _stream(self, kind: str, gate: Gate, extra: dict) -> AsyncIterator[str]:
+    async def _stream(self, kind: str, extra: dict) -> AsyncIterator[str]:
         """SSE chunks; on a client disconnect the server cancels this generator and ``finally`` frees the
         slot and tells the worker to drop the rows."""
         try:
@@ -233,8 +253,7 @@ class _Generation:
                 yield _sse({**self._envelope(kind, chunk=True), "choices": [], "usage": self._usage()})
             yield "data: [DONE]\n\n"
         finally:
-            self._cancel()
-            gate.leave()
+            self.close()
 
     def _envelope(self, kind: str, chunk: bool = False) -> dict:
         obj = "chat.completion.chunk" if chunk and kind == "chat" else "chat.completion" if kind == "chat" \
