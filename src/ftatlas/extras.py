@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "data": ("ftatlas data dedup: near-duplicates by MinHash LSH", ("datasketch",)),
     "merge": ("ftatlas merge-models: mergekit merges", ("mergekit",)),
     "ui": ("ftatlas ui: the local web app", ("fastapi", "uvicorn")),
+    "serve": ("ftatlas serve: the OpenAI-compatible API", ("fastapi", "uvicorn", "openai")),
     "track": ("train.report_to tensorboard / mlflow (SQLite store)", ("tensorboard", "mlflow")),
     "llama": ("GGUF export and serving through llama.cpp (scripts/install_llama_cpp.sh builds it)", ("llama_cpp",)),
     "cuda": ("GPU kernels and serving: train.liger, flash attention, use_vllm", ("liger_kernel", "flash_attn", "vllm")),

@@ -63,7 +63,8 @@ class IndexStore:
                 raise RagIndexError(f"{self.path} is not a RAG index (no meta.sqlite); "
                                   f"build one with: ftatlas rag ingest DOCS --index {self.path}")
             self.path.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(db)
+        # A server loads the index at start-up and reads it from its one context thread (never two at once).
+        self.db = sqlite3.connect(db, check_same_thread=False)
         self.db.executescript(SCHEMA)
         self._vectors = None
         self._bm25 = None
