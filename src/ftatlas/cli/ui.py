@@ -25,7 +25,8 @@ def ui(
     try:
         import uvicorn
 
-        from ftatlas.ui.app import create_app, is_loopback
+        from ftatlas.network import is_loopback
+        from ftatlas.ui.app import create_app
     except ImportError as e:
         fail(ValueError(f"ftatlas ui needs the [ui] extra: pip install 'ftatlas[ui]' ({e})"))
     key = None

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from ftatlas.data.errors import DataError
 from ftatlas.data.records import Message
 from ftatlas.evaluate.model_metrics import EvalBatch, MetricResult, register
+from ftatlas.network import is_loopback
 
 DEFAULT_RUBRIC = (
     "Rate the answer to the user's request on a scale from 1 to 10. 10: correct, complete and clearly written. "
@@ -169,20 +169,11 @@ def check_key_transport(judge: Any) -> None:
     if not judge.api_key_env or not judge.base_url or judge.allow_insecure:
         return
     url = urllib.parse.urlsplit(judge.base_url)
-    if url.scheme == "https" or _loopback(url.hostname or ""):
+    if url.scheme == "https" or is_loopback(url.hostname or ""):
         return
     raise ValueError(f"eval.judge.base_url: {judge.base_url} is plain http to another machine, and the API key in "
                      f"${judge.api_key_env} would cross the network unencrypted; use https, or set "
                      "eval.judge.allow_insecure=true to send it anyway")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any
 
+from ftatlas.network import is_loopback
 from ftatlas.serve.guards import Limits
-
-LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_key_from_env(var: str | None, host: str) -> str | None:

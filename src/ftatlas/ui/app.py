@@ -4,7 +4,6 @@ and the OpenAI-compatible chat API mounted at ``/v1``."""
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -21,15 +20,6 @@ from ftatlas.ui.jobs import JobQueue
 JsonBody = Annotated[dict[str, Any], Body()]
 STATIC = resources.files("ftatlas.ui") / "static"
 KEY_COOKIE = "ftatlas_ui_key"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def openai_app(runs_root: Path) -> FastAPI:
