@@ -67,17 +67,27 @@ def eval_metrics(recipe: Recipe, splits: Splits) -> list[str]:
         objective.eval_rows(splits.eval), splits.default_metrics)
 
 
-def prepare(recipe: Recipe, progress: bool = True, resume: bool = False) -> Session:
+def check_evaluation(recipe: Recipe, splits: Splits, rows: bool) -> None:
+    """Unknown metrics, a missing schema or reward model and (with ``rows``) held-out rows the metrics cannot
+    score fail here, before the run dir exists and before training."""
+    objective = recipe.axes.objective.entry
+    if objective.eval_metrics:  # the objective scores itself (e.g. a reward model's pairwise accuracy)
+        return
+    names = eval_metrics(recipe, splits)
+    check_metrics(names, recipe.eval)
+    if rows:
+        held = objective().eval_rows(splits.eval)
+        check_eval_rows(held[: recipe.eval.max_examples] if recipe.eval.max_examples else held, names)
+
+
+def prepare(recipe: Recipe, progress: bool = True, resume: bool = False, evaluates: bool = False) -> Session:
     """Validate everything cheap first (data, names), then create the run dir and load the model. With ``resume``
-    the existing run dir is reused as it is (its recipe.yaml kept) and must hold a complete checkpoint."""
+    the existing run dir is reused as it is (its recipe.yaml kept) and must hold a complete checkpoint. With
+    ``evaluates`` (``train``) the held-out rows must be scorable; dry runs that only take steps skip that."""
     objective = recipe.axes.objective.entry
     check_model_name(recipe.model.name)  # an unknown alias or missing path fails before the run dir exists
     splits = load_splits(recipe.data, objective.data_kind)
-    if not objective.eval_metrics:  # unknown metrics, a missing schema or reward model, rows they cannot score:
-        names = eval_metrics(recipe, splits)  # fail before training
-        check_metrics(names, recipe.eval)
-        held = objective().eval_rows(splits.eval)
-        check_eval_rows(held[: recipe.eval.max_examples] if recipe.eval.max_examples else held, names)
+    check_evaluation(recipe, splits, evaluates)
     device = resolve_device(recipe.model.device)
     precision = resolve_precision(recipe.train.precision, device)
     distributed = preset(recipe, device)  # stops here where the engine cannot run (e.g. ZeRO on CPU)
@@ -292,7 +302,7 @@ def kept_step(session: Session, trainer: Any, ctx: TrainContext) -> dict[str, An
 
 def train(recipe: Recipe, progress: bool = True, resume: bool = False, eval_before: bool = False) -> Session:
     """The whole recipe: returns the session, whose run dir holds weights, eval.json and report.md."""
-    session = prepare(recipe, progress, resume)
+    session = prepare(recipe, progress, resume, evaluates=True)
     if eval_before and is_main():
         session.results["before"] = evaluate(session, desc="base model")
         session.run.write_json("eval_before.json", session.results["before"])

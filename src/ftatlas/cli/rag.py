@@ -39,7 +39,7 @@ def rag_ingest(
         err.print(f"[yellow]skipped[/] {escape(msg)}", highlight=False)
     for path, why in report.skipped.items():
         err.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)
-    out.print(f"{index}: {report.summary()}", highlight=False)
+    out.print(f"{index}: {report.summary()}", highlight=False, soft_wrap=True)  # one line, however long the path
 
 
 @rag_app.command("query")

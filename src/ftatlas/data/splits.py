@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from ftatlas.data.builtin import BUILTIN_METRICS, BUILTINS, PREFERENCE_BUILTINS
 from ftatlas.data.errors import DataError
@@ -57,9 +58,10 @@ def _read(spec: DataSpec, value: str | DatasetSource, kind: str, field: str) -> 
     return read_rows(RowSource(source, field, limit), spec.format, kind)
 
 
-def read_rows(path: str, format: str, kind: str = "conversations") -> list:
-    """A data file (or a mixture spec, .yaml) read as the rows an objective of ``kind`` trains on."""
-    if path.lower().endswith((".yaml", ".yml")):
+def read_rows(path: Any, format: str, kind: str = "conversations") -> list:
+    """A data file, a datasets ``RowSource`` or a mixture spec (.yaml) read as the rows an objective of ``kind``
+    trains on."""
+    if isinstance(path, str) and path.lower().endswith((".yaml", ".yml")):
         from ftatlas.data.mix import mix
 
         # each source is read and validated as ``kind`` rows; pairs feed an unpaired objective as two examples

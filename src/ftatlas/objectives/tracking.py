@@ -74,7 +74,10 @@ def trackers(trainer: Any, recipe: Recipe, run: RunDir) -> Iterator[str | None]:
     run id (or None). Only the main process writes (the integrations check it too)."""
     names = recipe.train.report_to
     require_installed(names)
-    if not trainer.is_world_process_zero():
+    if names and not hasattr(trainer, "add_callback"):  # ftatlas's own loops (ppo) have no Trainer callbacks
+        raise ValueError(f"train.report_to: objective {recipe.objective.name!r} trains in its own loop, which "
+                         "reports to metrics.jsonl only; drop report_to for it")
+    if not names or not trainer.is_world_process_zero():
         yield None
         return
     if "tensorboard" in names:
