@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
+from go_render import render_with_go
 from transformers import AutoTokenizer
 
 from ftatlas.export import llama_cpp
@@ -27,16 +27,6 @@ except (ExportError, ImportError) as e:
 CONVERSATION = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Who is Ada?"},
                 {"role": "assistant", "content": '{"name": "Ada"}'}, {"role": "user", "content": "And Alan?"}]
 
-GO_RENDER = """package main
-import ("encoding/json"; "os"; "text/template")
-type Msg struct { Role string; Content string }
-func main() {
-  var in struct { Template string; Messages []Msg }
-  if err := json.NewDecoder(os.Stdin).Decode(&in); err != nil { panic(err) }
-  t := template.Must(template.New("m").Parse(in.Template))
-  if err := t.Execute(os.Stdout, map[string]any{"Messages": in.Messages}); err != nil { panic(err) }
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +121,5 @@ def test_one_chat_template_in_gguf_modelfile_and_safetensors(lora_run, f16, tmp_
     assert int(eos.parts[-1][0]) == run_tok.eos_token_id
     if shutil.which("go") is None:
         pytest.skip("go is not installed: the Modelfile TEMPLATE was parsed but not rendered by Go text/template")
-    (tmp_path / "render.go").write_text(GO_RENDER)
-    msgs = [{"Role": m["role"], "Content": m["content"]} for m in CONVERSATION]
-    proc = subprocess.run(["go", "run", str(tmp_path / "render.go")], input=json.dumps(
-        {"Template": keys["TEMPLATE"], "Messages": msgs}), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == expected
+    assert render_with_go(tmp_path, keys["TEMPLATE"], CONVERSATION) == expected
 
