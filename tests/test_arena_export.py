@@ -19,7 +19,15 @@ def test_export_rows_join_the_table_and_are_reused_when_unchanged(tiny_model_dir
     assert bf16["n"] == rows[0]["n"] == 4 and set(bf16["metrics"]) == set(rows[0]["metrics"])
     assert bf16["size_bytes"] > 0 and bf16["method"] == "lora -> safetensors:bf16"
     assert (root / "cells" / "lora" / "exports" / "bnb-4bit" / "export.json").is_file() and nf4["ci95"]
-    assert "| lora@safetensors:bf16 |" in (root / "table.md").read_text()
+    # an export row's cost is its artifact's in the consumer: memory added by load + scoring, scoring time;
+    # it trains nothing, so its train time and trainable params read "—", not a false 0
+    assert bf16["memory_kind"] == "rss_added" and bf16["peak_bytes"] > 0 and bf16["latency_s"] > 0
+    assert bf16["score_seconds"] > 0 and bf16["load_seconds"] > 0 and "train_seconds" not in bf16
+    lines = [ln for ln in (root / "table.md").read_text().splitlines() if ln.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    row = dict(zip(head, (c.strip() for c in next(ln for ln in lines if ln.startswith("| lora@safetensors:bf16 |"))
+                          .strip("|").split("|")), strict=True))
+    assert row["train time"] == row["trainable params"] == "—" and row["peak memory"].endswith("GiB RSS (artifact)")
     messages: list[str] = []
     _, again = run_arena(spec, log=messages.append)
     assert not any("exported" in m for m in messages) and again[1:] == rows[1:]

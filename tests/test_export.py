@@ -45,6 +45,7 @@ def test_safetensors_is_bf16_loads_plainly_and_matches_the_run(lora_run, tmp_pat
         torch.testing.assert_close(model.float()(input_ids=IDS).logits, run_model(input_ids=IDS).logits,
                                    atol=0.05, rtol=0.05)
     assert "held-out re-score" in res.output and "argmax agrees" in res.output
+    assert "in transformers: loaded in" in res.output and "peak RSS added" in res.output
 
 
 def test_f32_safetensors_is_exact(lora_run, tmp_path):

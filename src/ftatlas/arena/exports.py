@@ -68,16 +68,24 @@ def export_rows(cell_row: dict[str, Any], specs: list[str], cells_dir: Path,
 
 
 def _results(report: dict[str, Any]) -> dict[str, Any]:
+    """An export row's numbers. It trains nothing, so train time and trainable params stay absent (shown "—");
+    its memory is what the artifact takes in its consumer (load + scoring), and its time the scoring's."""
     exp = report["export"]
     n = exp.get("n") or 0
+    cost = report.get("consumer_cost", {})
     return {
         "run_dir": report["dir"],
         "metrics": exp.get("metrics", {}),
         "ci95": exp.get("ci95", {}),
         "lower_is_better": report["reference"].get("lower_is_better", []),
         "n": n,
+        "prompt_tokens": exp.get("prompt_tokens_per_request"),
         "latency_s": round(exp["seconds"] / n, 3) if n and exp.get("seconds") else None,
         "size_bytes": report["size_bytes"],
         "gen_tokens_per_s": exp.get("gen_tokens_per_s"),
         "drops": report["drops"],
+        "peak_bytes": cost.get("peak_bytes"),
+        "memory_kind": cost.get("memory_kind"),
+        "load_seconds": cost.get("load_seconds"),
+        "score_seconds": cost.get("score_seconds"),
     }

@@ -107,19 +107,34 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             v, ci, own = r["metrics"].get(m), r.get("ci95", {}).get(m), m in r.get("scales", {})
             row[m] = metric_text(v, own) + (f" [{metric_text(ci[0], own)}, {metric_text(ci[1], own)}]"
                                             if v is not None and ci else "")
-        kind = "CUDA" if r.get("memory_kind") == "cuda" else "RSS"
+        # an export row trains nothing and has no train time or trainable params: "—", never a false 0
         row |= {
-            "trainable params": f"{r.get('trainable_params') or 0:,}",
-            "peak memory": f"{(r.get('peak_bytes') or 0) / 2**30:.2f} GiB {kind}",
-            "train time": f"{r.get('train_seconds') or 0:.0f} s",
+            "trainable params": _or_dash(r.get("trainable_params"), "{:,}"),
+            "peak memory": _memory_text(r),
+            "train time": _or_dash(r.get("train_seconds"), "{:.0f} s"),
             "kept step": kept_step_text(r),
             "tokens/s": f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "-",
-            "prompt tokens/request": f"{r.get('prompt_tokens') or 0:.0f}",
+            "prompt tokens/request": _or_dash(r.get("prompt_tokens"), "{:.0f}"),
             "latency/request": f"{r['latency_s']:.2f} s" if r.get("latency_s") is not None else "-",
             "verdict": verdict[r["cell"]],
         }
         out.append(row)
     return out
+
+
+def _or_dash(value: float | None, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+# memory_kind -> label: a cell's process peak (RSS or CUDA max allocated); an export row's is the RSS its artifact
+# adds in its consumer (load + scoring), see ftatlas.export.api
+_MEMORY_KINDS = {"cuda": "CUDA", "rss": "RSS", "rss_added": "RSS (artifact)"}
+
+
+def _memory_text(r: dict[str, Any]) -> str:
+    if r.get("peak_bytes") is None:
+        return "—"
+    return f"{r['peak_bytes'] / 2**30:.2f} GiB {_MEMORY_KINDS.get(r.get('memory_kind') or 'rss', 'RSS')}"
 
 
 _COST_COLUMNS = ("trainable params", "peak memory", "train time", "kept step", "tokens/s", "prompt tokens/request",

@@ -36,7 +36,7 @@ def merge(
 @app.command("export")
 def export_cmd(
     run_dir: Annotated[str, typer.Argument(help="run directory to export")],
-    to: Annotated[str, typer.Option("--to", help="format: safetensors, gguf, bnb-4bit, bnb-8bit")],
+    to: Annotated[str, typer.Option("--to", help="format: safetensors, gguf, bnb-4bit, bnb-8bit, int8")],
     quant: Annotated[str | None, typer.Option(
         "--quant", help="safetensors: bf16|f16|f32; gguf: f16|bf16|q8_0|q4_k_m|q5_k_m|... (default per format)")]
     = None,
@@ -60,6 +60,10 @@ def export_cmd(
     out.print(f"logits vs the fp32 run on {lp['prompts']} held-out prompts: max |diff| / max |logit| = "
               f"{lp['rel_diff']:.2e}, next-token argmax agrees at {lp['top1_agreement']:.1%} of "
               f"{lp['positions']} positions{bound}", highlight=False, soft_wrap=True)
+    cost = report["consumer_cost"]
+    where = "CUDA max allocated" if cost["memory_kind"] == "cuda" else "RSS added"
+    out.print(f"in {report['consumer']}: loaded in {cost['load_seconds']:.1f} s, scored in "
+              f"{cost['score_seconds']:.1f} s, peak {where} {cost['peak_bytes'] / 2**20:.0f} MiB", highlight=False)
     for name, why in report["drops"].items():
         out.print(f"[bold red]drop:[/] {name} {why}", highlight=False)
     out.print(f"written: {report['dir']} (export.json beside it)", highlight=False)
