@@ -36,9 +36,10 @@ def merge(
 @app.command("export")
 def export_cmd(
     run_dir: Annotated[str, typer.Argument(help="run directory to export")],
-    to: Annotated[str, typer.Option("--to", help="format: safetensors, gguf, bnb-4bit, bnb-8bit, int8")],
+    to: Annotated[str, typer.Option("--to", help="format: safetensors, gguf, bnb-4bit, bnb-8bit, int8, gptq, awq")],
     quant: Annotated[str | None, typer.Option(
-        "--quant", help="safetensors: bf16|f16|f32; gguf: f16|bf16|q8_0|q4_k_m|q5_k_m|... (default per format)")]
+        "--quant", help="safetensors: bf16|f16|f32; gguf: f16|bf16|q8_0|q4_k_m|q5_k_m|...; bnb-4bit: nf4|fp4; "
+        "gptq: w4a16|w8a16 (default per format)")]
     = None,
     output: Annotated[Path | None, typer.Option("--out", help="output folder (default RUN/exports/FORMAT-QUANT)")]
     = None,
