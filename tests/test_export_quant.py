@@ -21,7 +21,7 @@ from tests.conftest import tiny_recipe
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
 # int8 weights with per-row scales and bf16 activations: stated bound on max |logit diff| / max |logit|
-INT8_REL = 0.1
+INT8_REL = 0.15
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,10 @@ def int8_config() -> TorchAoConfig:
 class Int8(Exporter):
     summary = "torchao weight-only int8 (per-row scales, bf16 compute) for transformers"
     consumer = "transformers"
-    # max |logit diff| / max |logit| vs the fp32 source: per-row int8 weights plus bf16 activations. On the tiny
-    # test model it measures ~0.01; bf16 alone is ~0.07 on SmolLM2-135M, so int8 gets the bf16 bound.
-    tolerances = {"": 0.1}
+    # max |logit diff| / max |logit| vs the fp32 source: per-row int8 weights plus bf16 activations. Measured
+    # 0.089 on the SmolLM2-135M quickstart run (91.7% argmax agreement, the run's json_match) where bf16 alone is
+    # 0.069, and ~0.006 on the tiny test model; an export bug moves logits by a large share of their range.
+    tolerances = {"": 0.15}
 
     def check(self, quant: str | None) -> str | None:
         int8_config()  # a missing torchao fails before the model loads
