@@ -199,7 +199,7 @@ def test_export_buttons_queue_exports_and_show_their_parity_tables(page):
             sync_api.expect(button).to_be_enabled()
     _export_from_button(page, "safetensors", "f32")
     if formats["gguf"]["unavailable"] is None:  # llama-cpp-python and its converters installed
-        _export_from_button(page, "gguf", "q8_0")
+        _export_from_button(page, "gguf", "f16")
     job = next(j for j in _get(page, "/api/jobs") if j["args"][0] == "export")
     assert job["state"] == "done" and job["name"] == "ui-a"
     page.locator(".export").scroll_into_view_if_needed()
