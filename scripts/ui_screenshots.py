@@ -69,6 +69,7 @@ def shoot(base: str, out: Path) -> None:
             page.select_option(f"select.quant[data-format='{fmt}']", quant)
             page.click(f"button.export-to[data-format='{fmt}']")
             expect(page.locator(f".export-report[data-export='{fmt}-{quant}'] table tbody tr")).to_have_count(2)
+        expect(page.locator(".export-job")).to_have_count(0)  # both jobs exited (their log boxes are gone)
         page.locator(".export").screenshot(path=str(out / "ui-export.png"))
         go("compare/base/lora")
         expect(page.locator("table.examples tbody tr").first).to_be_visible()
