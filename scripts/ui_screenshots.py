@@ -68,7 +68,9 @@ def shoot(base: str, out: Path) -> None:
         for fmt, quant in (("safetensors", "bf16"), ("gguf", "q8_0")):  # ftatlas export from the run page's buttons
             page.select_option(f"select.quant[data-format='{fmt}']", quant)
             page.click(f"button.export-to[data-format='{fmt}']")
-            expect(page.locator(f".export-report[data-export='{fmt}-{quant}'] table tbody tr")).to_have_count(2)
+        for fmt, quant in (("safetensors", "bf16"), ("gguf", "q8_0")):  # queued one after the other: minutes each
+            expect(page.locator(f".export-report[data-export='{fmt}-{quant}'] table tbody tr")).to_have_count(
+                2, timeout=900_000)
         expect(page.locator(".export-job")).to_have_count(0)  # both jobs exited (their log boxes are gone)
         page.locator(".export").screenshot(path=str(out / "ui-export.png"))
         go("compare/base/lora")
