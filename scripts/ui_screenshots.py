@@ -1,7 +1,8 @@
 """Screenshots of every ``ftatlas ui`` page on the real SmolLM2-135M, for the README (docs/img/ui-*.png).
 
 Runs a small arena (the base model with no training vs a short LoRA SFT on the built-in contacts task), serves
-the UI over it (its cells are the runs), and drives Debian's Chromium with Playwright through each page.
+the UI over it (its cells are the runs), and drives Debian's Chromium with Playwright through each page; on the
+LoRA run's page it exports safetensors bf16 and GGUF q8_0 from their buttons (needs llama-cpp-python).
 A few minutes on 2 CPU cores:  python scripts/ui_screenshots.py [--out docs/img] [--steps 30] [--work DIR]
 (with --work, a second call reuses the finished arena: run_arena skips cells whose recipe is unchanged).
 """
@@ -64,6 +65,14 @@ def shoot(base: str, out: Path) -> None:
         go("run/lora")
         expect(page.locator("svg.chart[aria-label='loss'] circle.point").first).to_be_visible()
         page.screenshot(path=str(out / "ui-run.png"), full_page=True)
+        for fmt, quant in (("safetensors", "bf16"), ("gguf", "q8_0")):  # ftatlas export from the run page's buttons
+            page.select_option(f"select.quant[data-format='{fmt}']", quant)
+            page.click(f"button.export-to[data-format='{fmt}']")
+        for fmt, quant in (("safetensors", "bf16"), ("gguf", "q8_0")):  # queued one after the other: minutes each
+            expect(page.locator(f".export-report[data-export='{fmt}-{quant}'] table tbody tr")).to_have_count(
+                2, timeout=900_000)
+        expect(page.locator(".export-job")).to_have_count(0)  # both jobs exited (their log boxes are gone)
+        page.locator(".export").screenshot(path=str(out / "ui-export.png"))
         go("compare/base/lora")
         expect(page.locator("table.examples tbody tr").first).to_be_visible()
         page.screenshot(path=str(out / "ui-compare.png"))

@@ -202,3 +202,108 @@ def test_resume_sets_aside_a_checkpoint_cut_short_by_a_stop(tmp_path):
     assert [p.name for p in complete_checkpoints(run)] == ["checkpoint-3"]
     assert set_aside_incomplete(run) == ["checkpoint-6"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-3", "incomplete-checkpoint-6"]
+
+
+def _wait_job(client, job_id, seconds=300):
+    for _ in range(int(seconds / 0.2)):
+        job = next(j for j in client.get("/api/jobs").json() if j["id"] == job_id)
+        if job["state"] not in ("queued", "running", "stopping"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job['state']}: {job['log_tail']}")
+
+
+def test_export_formats_offer_quants_or_say_why_not(client, monkeypatch, tmp_path):
+    import importlib.metadata
+    import sys
+
+    formats = {f["name"]: f for f in client.get("/api/export/formats").json()}
+    assert {"safetensors", "gguf", "bnb-4bit", "bnb-8bit"} <= set(formats)
+    assert formats["safetensors"]["quants"] == ["bf16", "f16", "f32"] and formats["safetensors"]["unavailable"] is None
+    version = importlib.metadata.version
+
+    def no_bnb(name):  # a machine without bitsandbytes
+        if name == "bitsandbytes":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", no_bnb)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # no llama.cpp converters under <prefix>/share/llama.cpp
+    formats = {f["name"]: f for f in client.get("/api/export/formats").json()}
+    assert formats["bnb-4bit"]["unavailable"].startswith("--to bnb-4bit needs bitsandbytes>=0.46")
+    assert formats["bnb-4bit"]["quants"] == []  # greyed out: nothing to pick
+    assert "converters are not installed" in formats["gguf"]["unavailable"]
+    fake_run(tmp_path / "runs", "r", [])
+    res = client.post("/api/runs/r/export", json={"to": "bnb-8bit"})
+    assert res.status_code == 400 and "--to bnb-8bit cannot run on this machine" in res.json()["error"]
+
+
+@pytest.mark.parametrize("name, body, status, message", [
+    ("nope", {"to": "safetensors"}, 404, "no run named 'nope'"),
+    ("r", {"to": "onnx"}, 400, "unknown export format 'onnx'; known: bnb-4bit, bnb-8bit, gguf, safetensors"),
+    ("r", {}, 400, 'say which format: {"to": "safetensors"'),
+    ("r", {"to": "safetensors", "quant": "q4_k_m"}, 400, "takes --quant bf16 | f16 | f32, not 'q4_k_m'"),
+    ("r", {"to": "safetensors"}, 400, "run 'r' has no adapter/ or model/ yet"),
+])
+def test_export_refuses_bad_requests_with_the_reason(client, tmp_path, name, body, status, message):
+    fake_run(tmp_path / "runs", "r", [])
+    res = client.post(f"/api/runs/{name}/export", json=body)
+    assert res.status_code == status and message in res.json()["error"], res.json()
+    assert client.get("/api/jobs").json() == []  # nothing queued
+
+
+def test_export_runs_as_a_job_and_its_table_is_listed(client, tmp_path, tiny_model_dir):
+    from ftatlas.pipeline import train
+    from ftatlas.recipe import build_recipe
+    from tests.conftest import tiny_recipe
+
+    train(build_recipe(tiny_recipe(tiny_model_dir, tmp_path / "runs")), progress=False)
+    res = client.post("/api/runs/tiny/export", json={"to": "safetensors", "quant": "f32"})
+    assert res.status_code == 200, res.text
+    job = res.json()
+    assert job["args"][0] == "export" and job["args"][2:] == ["--to", "safetensors", "--quant", "f32"]
+    again = client.post("/api/runs/tiny/export", json={"to": "safetensors", "quant": "f32"})
+    assert again.status_code == 400 and "already queued or running" in again.json()["error"]
+    assert _wait_job(client, job["id"])["state"] == "done"
+    exports = client.get("/api/runs/tiny").json()["exports"]
+    assert [x["name"] for x in exports] == ["safetensors-f32"]
+    x = exports[0]
+    assert x["ok"] and x["drops"] == {} and "argmax agrees at 100.0%" in x["logits"]
+    run_row, export_row = x["rows"]
+    assert export_row["artifact"] == "safetensors f32" and export_row["consumer"] == "transformers"
+    assert x["metrics"] and all(export_row[m] == run_row[m] for m in x["metrics"])  # f32: the run's own answers
+    assert export_row["size"].endswith("MiB") or export_row["size"].endswith("KiB")
+
+
+def test_a_malformed_export_json_is_a_problem_not_a_crash(client, tmp_path):
+    run = fake_run(tmp_path / "runs", "r", [])
+    (run / "exports" / "gguf-q8_0").mkdir(parents=True)
+    (run / "exports" / "gguf-q8_0" / "export.json").write_text('{"format": "gguf"}')
+    (run / "exports" / "bad").mkdir()
+    (run / "exports" / "bad" / "export.json").write_text("{half")
+    detail = client.get("/api/runs/r").json()
+    assert detail["exports"] == []
+    assert any("gguf-q8_0/export.json: not an export.json" in p for p in detail["problems"])
+    assert any("bad/export.json" in p for p in detail["problems"])
+
+
+def test_arena_files_are_listed_checked_and_queued(client, tmp_path):
+    root = tmp_path / "arena"
+    root.mkdir()
+    spec = {"name": "mini", "model": {"name": "m"}, "data": {"builtin": "contacts"}, "output": {"dir": str(root)},
+            "cells": [{"name": "base", "method": "none"}]}
+    (root / "mini.yaml").write_text(yaml.safe_dump(spec))
+    (root / "elsewhere.yaml").write_text(yaml.safe_dump({**spec, "output": {"dir": str(tmp_path / "other")}}))
+    (root / "broken.yaml").write_text("name: x\ncells: []\n")
+    files = {f["file"]: f for f in client.get("/api/arena-files").json()}
+    assert files["mini.yaml"] == {"file": "mini.yaml", "name": "mini", "cells": 1, "error": None}
+    assert "invalid arena" in files["broken.yaml"]["error"] and "cells" in files["broken.yaml"]["error"]
+    res = client.post("/api/arena-files/elsewhere.yaml/run")
+    assert res.status_code == 400 and "set output.dir to it" in res.json()["error"]
+    assert client.post("/api/arena-files/nope.yaml/run").status_code == 404
+    assert client.post("/api/arena-files/..%2Fx.yaml/run").status_code == 404
+    res = client.post("/api/arena-files/broken.yaml/run")
+    assert res.status_code == 400 and "invalid arena" in res.json()["error"]
+    job = client.post("/api/arena-files/mini.yaml/run").json()
+    assert job["name"] == "arena:mini" and job["args"] == ["arena", str((root / "mini.yaml").resolve())]
+    client.post(f"/api/jobs/{job['id']}/stop")

@@ -176,6 +176,37 @@ def test_runs_table_sorts_and_compare_highlights_differences(page):
     shot(page, "compare")
 
 
+def _export_from_button(page, fmt: str, quant: str) -> None:
+    page.select_option(f"select.quant[data-format='{fmt}']", quant)
+    page.click(f"button.export-to[data-format='{fmt}']")
+    report = page.locator(f".export-report[data-export='{fmt}-{quant}']")
+    sync_api.expect(report.locator("table.parity-table tbody tr")).to_have_count(2, timeout=TIMEOUT)
+    sync_api.expect(report.locator("table.parity-table")).to_contain_text(f"{fmt} {quant}")
+    sync_api.expect(report.locator(".badge")).to_have_text("parity OK")
+    sync_api.expect(report.locator("p.logits")).to_contain_text("argmax agrees")
+
+
+def test_export_buttons_queue_exports_and_show_their_parity_tables(page):
+    formats = {f["name"]: f for f in _get(page, "/api/export/formats")}
+    goto(page, "run/ui-a")
+    for name, f in formats.items():  # one button per format; those this machine cannot run say why
+        button = page.locator(f"button.export-to[data-format='{name}']")
+        if f["unavailable"]:
+            sync_api.expect(button).to_be_disabled()
+            sync_api.expect(page.locator(f".export-format[data-format='{name}'] small.why")).to_have_text(
+                f["unavailable"])
+        else:
+            sync_api.expect(button).to_be_enabled()
+    _export_from_button(page, "safetensors", "f32")
+    if formats["gguf"]["unavailable"] is None:  # llama-cpp-python and its converters installed
+        _export_from_button(page, "gguf", "f16")
+    # export.json is written just before the command prints its table and exits
+    _wait(lambda: all(j["state"] == "done" for j in _get(page, "/api/jobs") if j["args"][0] == "export"))
+    assert {j["name"] for j in _get(page, "/api/jobs") if j["args"][0] == "export"} == {"ui-a"}
+    page.locator(".export").scroll_into_view_if_needed()
+    shot(page, "run-export")
+
+
 def test_arena_page_shows_table_verdicts_and_plots(page, arena_dir):
     goto(page, "arenas")
     page.click("a:has-text('tiny')")
@@ -189,6 +220,18 @@ def test_arena_page_shows_table_verdicts_and_plots(page, arena_dir):
     imgs = page.locator("img")
     assert imgs.count() == 3 and all(imgs.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(3))
     shot(page, "arena")
+
+
+def test_an_arena_file_runs_from_its_button(page, arena_dir):
+    goto(page, "arenas")
+    page.click("button.run-arena[data-file='arena.yaml']")  # the finished arena again: its cells are reused
+    sync_api.expect(page.locator(".arena-jobs .export-job")).to_contain_text("arena")
+    _wait(lambda: next(j for j in _get(page, "/api/jobs") if j["name"] == "arena:tiny")["state"] not in (
+        "queued", "running"))
+    job = next(j for j in _get(page, "/api/jobs") if j["name"] == "arena:tiny")
+    assert job["state"] == "done", job["log_tail"]
+    assert "tiny/table.md, table.csv, report.html" in job["log_tail"]  # ftatlas arena's last line
+    sync_api.expect(page.locator(".arena-jobs .export-job")).to_contain_text("done")
 
 
 def test_chat_two_runs_side_by_side(page):

@@ -7,6 +7,7 @@ with one line naming the extra, e.g. ``the rag context needs faiss: pip install 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 # extra -> (what it enables, the import names it provides)
@@ -48,3 +49,10 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
         raise MissingExtra(f"{feature} needs {top}: pip install 'ftatlas[{extra}]'") from None
     except ImportError as e:  # e.g. `import_module` of a name whose parent was blocked
         raise MissingExtra(f"{feature} needs {top}: pip install 'ftatlas[{extra}]'") from e
+
+
+def missing_package(module: str, extra: str, feature: str) -> str | None:
+    """Without importing it: None when ``module`` is installed, else the line ``require`` would raise."""
+    if importlib.util.find_spec(module.split(".")[0]) is not None:
+        return None
+    return f"{feature} needs {module.split('.')[0]}: pip install 'ftatlas[{extra}]'"

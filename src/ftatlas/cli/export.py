@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ftatlas.cli.common import USER_ERRORS, app, fail, out
-from ftatlas.export.report import export_table
+from ftatlas.export.report import export_table, logit_summary
 
 
 @app.command()
@@ -55,12 +55,7 @@ def export_cmd(
     except USER_ERRORS as e:
         fail(e)
     out.print(export_table(report))
-    lp = report["logit_parity"]
-    bound = f" (bound {lp['tolerance']:g}: {'OK' if lp['within_tolerance'] else 'MISMATCH'})" if lp["tolerance"] \
-        else " (no bound for this quant: judged by the metric interval)"
-    out.print(f"logits vs the fp32 run on {lp['prompts']} held-out prompts: max |diff| / max |logit| = "
-              f"{lp['rel_diff']:.2e}, next-token argmax agrees at {lp['top1_agreement']:.1%} of "
-              f"{lp['positions']} positions{bound}", highlight=False, soft_wrap=True)
+    out.print(logit_summary(report), highlight=False, soft_wrap=True)
     cost = report["consumer_cost"]
     where = "CUDA max allocated" if cost["memory_kind"] == "cuda" else "RSS added"
     out.print(f"in {report['consumer']}: loaded in {cost['load_seconds']:.1f} s, scored in "

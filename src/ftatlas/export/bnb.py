@@ -30,12 +30,18 @@ class _Bnb(Exporter):
     def config(self, quant: str | None) -> BitsAndBytesConfig:
         raise NotImplementedError
 
+    def unavailable(self) -> str | None:
+        try:
+            require_bitsandbytes(resolve_device("auto"))
+        except ValueError as e:
+            return str(e).replace("method qlora", f"--to {self.name}")
+        return None
+
     def write(self, src: Source, out: Path, quant: str | None) -> Artifact:
         device = resolve_device("auto")
-        try:
-            require_bitsandbytes(device)
-        except ValueError as e:
-            raise ExportError(str(e).replace("method qlora", f"--to {self.name}")) from None
+        reason = self.unavailable()
+        if reason:
+            raise ExportError(reason)
         out.mkdir(parents=True, exist_ok=True)
         target = out / "model"
         with tempfile.TemporaryDirectory(dir=out, prefix=".fp-") as tmp:

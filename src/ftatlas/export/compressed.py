@@ -21,11 +21,13 @@ from ftatlas.data.templating import render_prompt
 from ftatlas.export.formats import Artifact, Consumer, Exporter, TransformersConsumer, register
 from ftatlas.export.safetensors import save_model_dir
 from ftatlas.export.source import ExportError, Source
-from ftatlas.extras import require
+from ftatlas.extras import missing_package, require
 from ftatlas.models.device import resolve_device
 from ftatlas.objectives import OBJECTIVES
 
 CALIBRATION_ROWS = 64  # GPTQ/AWQ statistics; llmcompressor's examples use 256-512 for 7B models
+AWQ_NEEDS_CUDA = ("--to awq needs a CUDA GPU (llmcompressor's AWQ pins its cache in accelerator memory); "
+                  "on CPU use --to gptq")
 GROUP_SIZES = (128, 64, 32)  # one scale per this many inputs; the largest that divides every layer's width
 
 
@@ -67,6 +69,10 @@ class _LlmCompressor(Exporter):
 
     def quants(self) -> list[str]:
         return list(self.schemes)
+
+    def unavailable(self) -> str | None:
+        return (missing_package("llmcompressor", "gptq", f"--to {self.name}")
+                or missing_package("compressed_tensors", "gptq", f"--to {self.name}"))
 
     def check(self, quant: str | None) -> str | None:
         require("llmcompressor", "gptq", f"--to {self.name}")  # before the model loads
@@ -125,12 +131,16 @@ class Awq(_LlmCompressor):
     summary = "AWQ weight-only int4 (asymmetric, groups of 128/64/32) via llmcompressor, for transformers"
     schemes = {"w4a16": (4, False)}
 
+    def unavailable(self) -> str | None:
+        if resolve_device("auto") != "cuda":
+            return AWQ_NEEDS_CUDA
+        return super().unavailable()
+
     def check(self, quant: str | None) -> str | None:
         # llmcompressor's AWQ pins its cached activations in page-locked memory for each smoothing grid search,
         # and pinning needs an accelerator ("Cannot access accelerator device when none is available" on CPU)
         if resolve_device("auto") != "cuda":
-            raise ExportError("--to awq needs a CUDA GPU (llmcompressor's AWQ pins its cache in accelerator "
-                              "memory); on CPU use --to gptq")
+            raise ExportError(AWQ_NEEDS_CUDA)
         return super().check(quant)
 
     def modifier(self, groups: dict[str, Any]) -> Any:

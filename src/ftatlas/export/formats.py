@@ -85,6 +85,10 @@ class Exporter:
     def quants(self) -> list[str]:
         return []
 
+    def unavailable(self) -> str | None:
+        """Why this format cannot run on this machine (what to install or which device it needs); None: it can."""
+        return None
+
     def tolerance(self, quant: str | None) -> float | None:
         return self.tolerances.get(quant or "")
 
@@ -118,3 +122,18 @@ def import_formats() -> None:
 def get_exporter(name: str) -> Exporter:
     import_formats()
     return EXPORTERS.get(name)()
+
+
+def export_formats() -> list[dict[str, Any]]:
+    """Every registered format as the UI offers it: its quants (default first) and, when it cannot run here, why."""
+    import_formats()
+    out = []
+    for name in EXPORTERS.names():
+        exporter = EXPORTERS.get(name)()
+        reason = exporter.unavailable()
+        quants = [] if reason else exporter.quants()
+        if exporter.default_quant in quants:
+            quants = [exporter.default_quant, *(q for q in quants if q != exporter.default_quant)]
+        out.append({"name": name, "summary": exporter.summary, "consumer": exporter.consumer, "quants": quants,
+                    "default_quant": exporter.default_quant, "unavailable": reason})
+    return out

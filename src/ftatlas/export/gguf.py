@@ -16,9 +16,11 @@ from ftatlas.export import llama_cpp
 from ftatlas.export.formats import Artifact, Consumer, Exporter, register
 from ftatlas.export.modelfile import write_modelfile
 from ftatlas.export.safetensors import save_model_dir
-from ftatlas.export.source import Source
+from ftatlas.export.source import ExportError, Source
 from ftatlas.recipe import DecodeSpec
 
+# listed first (in pickers and messages): the converter's own types, then the k-quants most people ship
+COMMON_QUANTS = ("q8_0", "f16", "bf16", "f32", "q4_k_m", "q5_k_m", "q6_k")
 MAX_CTX = 4096  # llama.cpp context for the re-score (its KV cache is allocated up front)
 
 
@@ -60,7 +62,16 @@ class Gguf(Exporter):
     tolerances = {"f32": 1e-3, "f16": 0.1, "bf16": 0.1, "q8_0": 0.1}
 
     def quants(self) -> list[str]:
-        return llama_cpp.quant_types()
+        known = llama_cpp.quant_types()
+        return [q for q in COMMON_QUANTS if q in known] + [q for q in known if q not in COMMON_QUANTS]
+
+    def unavailable(self) -> str | None:
+        try:
+            llama_cpp.llama_cpp_module()
+            llama_cpp.converters_dir()
+        except ExportError as e:
+            return str(e)
+        return None
 
     def write(self, src: Source, out: Path, quant: str | None) -> Artifact:
         quant = quant or self.default_quant

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, TorchAoConfig
 from ftatlas.export.formats import Artifact, Consumer, Exporter, TransformersConsumer, register
 from ftatlas.export.safetensors import save_model_dir
 from ftatlas.export.source import Source
-from ftatlas.extras import require
+from ftatlas.extras import missing_package, require
 from ftatlas.models.device import resolve_device
 
 
@@ -36,6 +36,9 @@ class Int8(Exporter):
     # 0.089 on the SmolLM2-135M quickstart run (91.7% argmax agreement, the run's json_match) where bf16 alone is
     # 0.069, and ~0.006 on the tiny test model; an export bug moves logits by a large share of their range.
     tolerances = {"": 0.15}
+
+    def unavailable(self) -> str | None:
+        return missing_package("torchao", "quant", "--to int8")
 
     def check(self, quant: str | None) -> str | None:
         int8_config()  # a missing torchao fails before the model loads

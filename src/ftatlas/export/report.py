@@ -1,4 +1,7 @@
-"""The export table: the run and its export side by side (size, held-out metrics with intervals, tokens/s)."""
+"""The export table: the run and its export side by side (size, held-out metrics with intervals, tokens/s).
+
+``export_rows`` is the table as plain rows (the UI renders them as HTML); ``export_table`` prints them with rich.
+"""
 
 from __future__ import annotations
 
@@ -25,17 +28,43 @@ def _metric(row: dict[str, Any], name: str) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
 
 
-def export_table(report: dict[str, Any]) -> Table:
+def metric_names(report: dict[str, Any]) -> list[str]:
+    return list(report["reference"].get("metrics", {}))
+
+
+def export_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two rows (the run, its export): artifact, consumer, size, each metric with its 95% interval, gen tok/s,
+    and ``drops``: the metrics whose export value fell outside the run's interval on the bad side."""
     ref, exp = report["reference"], report["export"]
-    names = list(ref.get("metrics", {}))
-    table = Table(title=f"held-out re-score, n={exp.get('n')}")
-    for col in ("artifact", "consumer", "size", *names, "gen tok/s"):
-        table.add_column(col)
+    names = metric_names(report)
     label = f"{report['format']}" + (f" {report['quant']}" if report.get("quant") else "")
-    table.add_row(f"run ({ref.get('from', '')})", "transformers", _size(report.get("source_fp32_bytes")),
-                  *[_metric(ref, n) for n in names], str(ref.get("gen_tokens_per_s") or "-"))
-    flagged = report.get("drops", {})
-    table.add_row(label, report["consumer"], _size(report["size_bytes"]),
-                  *[("[red]" + _metric(exp, n) + " drop[/]") if n in flagged else _metric(exp, n) for n in names],
-                  str(exp.get("gen_tokens_per_s") or "-"))
+    flagged = list(report.get("drops", {}))
+    return [
+        {"artifact": f"run ({ref.get('from', '')})", "consumer": "transformers",
+         "size": _size(report.get("source_fp32_bytes")), **{n: _metric(ref, n) for n in names},
+         "gen tok/s": str(ref.get("gen_tokens_per_s") or "-"), "drops": []},
+        {"artifact": label, "consumer": report["consumer"], "size": _size(report["size_bytes"]),
+         **{n: _metric(exp, n) for n in names}, "gen tok/s": str(exp.get("gen_tokens_per_s") or "-"),
+         "drops": flagged},
+    ]
+
+
+def export_table(report: dict[str, Any]) -> Table:
+    names = metric_names(report)
+    table = Table(title=f"held-out re-score, n={report['export'].get('n')}")
+    cols = ("artifact", "consumer", "size", *names, "gen tok/s")
+    for col in cols:
+        table.add_column(col)
+    for row in export_rows(report):
+        table.add_row(*[f"[red]{row[c]} drop[/]" if c in row["drops"] else row[c] for c in cols])
     return table
+
+
+def logit_summary(report: dict[str, Any]) -> str:
+    """The logit parity check in one sentence (relative max difference, argmax agreement, the bound if any)."""
+    lp = report["logit_parity"]
+    bound = f" (bound {lp['tolerance']:g}: {'OK' if lp['within_tolerance'] else 'MISMATCH'})" if lp["tolerance"] \
+        else " (no bound for this quant: judged by the metric interval)"
+    return (f"logits vs the fp32 run on {lp['prompts']} held-out prompts: max |diff| / max |logit| = "
+            f"{lp['rel_diff']:.2e}, next-token argmax agrees at {lp['top1_agreement']:.1%} of "
+            f"{lp['positions']} positions{bound}")

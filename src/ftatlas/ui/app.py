@@ -71,7 +71,9 @@ def create_app(runs_root: str | Path = "runs", arenas_root: str | Path = "arena"
 
     async def user_error(request: Request, e: Exception) -> JSONResponse:
         status = 404 if isinstance(e, FileNotFoundError | KeyError) else 400
-        return JSONResponse({"error": str(e).strip("'\"")}, status)
+        # KeyError's str() quotes its message; take the message itself (a message may end in a quote)
+        message = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+        return JSONResponse({"error": message}, status)
 
     for kind in _user_errors():  # the CLI's user errors -> one clear message; anything else is a plain 500
         app.add_exception_handler(kind, user_error)
@@ -83,8 +85,9 @@ def create_app(runs_root: str | Path = "runs", arenas_root: str | Path = "arena"
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _runs_routes(app, runs)
     _launch_routes(app, runs, queue)
+    _export_routes(app, runs, queue)
     _advise_routes(app, runs)
-    _arena_routes(app, arenas)
+    _arena_routes(app, arenas, queue)
     app.mount("/", chat)  # last: what no UI route matched (/v1/...) goes to the OpenAI app
     return app
 
@@ -159,6 +162,37 @@ def _launch_routes(app: FastAPI, runs: Path, queue: JobQueue) -> None:
         return queue.submit_merge(path).view()
 
 
+def _export_routes(app: FastAPI, runs: Path, queue: JobQueue) -> None:
+    @app.get("/api/export/formats")
+    def formats() -> list[dict[str, Any]]:
+        from ftatlas.export.formats import export_formats
+
+        return export_formats()
+
+    @app.post("/api/runs/{name}/export")
+    def export(name: str, req: JsonBody) -> dict[str, Any]:
+        """Queue ``ftatlas export RUN --to F --quant Q``; format, quant and the machine are checked first."""
+        from ftatlas.export.formats import get_exporter
+        from ftatlas.registry import UnknownNameError
+
+        path = runs_view.resolve_run(runs, name)
+        to, quant = str(req.get("to") or ""), str(req.get("quant") or "") or None
+        if not to:
+            raise ValueError('say which format: {"to": "safetensors" | "gguf" | "bnb-4bit" | "bnb-8bit", "quant": ...}')
+        try:
+            exporter = get_exporter(to)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None  # a bad request, not a missing page
+        reason = exporter.unavailable()
+        if reason:
+            raise ValueError(f"--to {to} cannot run on this machine: {reason}")
+        quant = exporter.check(quant)
+        row = runs_view.run_row(path)
+        if row["weights"] is None and row["method"] != "none":
+            raise ValueError(f"run {name!r} has no adapter/ or model/ yet (still training, or it failed)")
+        return queue.submit_export(path, to, quant).view()
+
+
 def _advise_routes(app: FastAPI, runs: Path) -> None:
     from ftatlas.ui.advise_view import advise_json
 
@@ -180,10 +214,20 @@ def _advise_routes(app: FastAPI, runs: Path) -> None:
                            req.get("memory") or None, batch, length, runs / ".ui" / "advice", runs)
 
 
-def _arena_routes(app: FastAPI, arenas: Path) -> None:
+def _arena_routes(app: FastAPI, arenas: Path, queue: JobQueue) -> None:
     @app.get("/api/arenas")
     def list_arenas() -> list[dict[str, Any]]:
         return arenas_view.list_arenas(arenas)
+
+    @app.get("/api/arena-files")
+    def arena_files() -> list[dict[str, Any]]:
+        return arenas_view.arena_files(arenas)
+
+    @app.post("/api/arena-files/{file}/run")
+    def run_arena(file: str) -> dict[str, Any]:
+        """Queue ``ftatlas arena FILE`` for an arena YAML in the arenas folder that writes its results there."""
+        path, spec = arenas_view.launchable(arenas, file, queue.cwd)
+        return queue.submit_arena(path, spec.name).view()
 
     @app.get("/api/arenas/{name}")
     def arena(name: str) -> dict[str, Any]:

@@ -66,3 +66,35 @@ def plot_file(root: Path, name: str, plot: str) -> Path:
     if path.parent.parent != root.resolve() or not path.is_file():
         raise FileNotFoundError(f"arena {name!r} has no {plot}")
     return path
+
+
+def arena_files(root: Path) -> list[dict[str, Any]]:
+    """Arena YAMLs directly in the arenas folder (what ``run arena`` offers), each with its name or why it is not
+    valid (``ftatlas arena``'s own validation)."""
+    from ftatlas.arena.runner import ArenaError, load_arena
+
+    out = []
+    for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else []:
+        try:
+            spec = load_arena(path)
+            out.append({"file": path.name, "name": spec.name, "cells": len(spec.cells), "error": None})
+        except ArenaError as e:
+            out.append({"file": path.name, "name": None, "cells": None, "error": str(e)})
+    return out
+
+
+def launchable(root: Path, file: str, cwd: Path) -> tuple[Path, Any]:
+    """The arena file ``root/file`` and its validated spec, if its results land in ``root`` (where the UI reads
+    arenas); anything else is a clear error."""
+    from ftatlas.arena.runner import load_arena
+
+    path = (root / file).resolve()
+    if path.parent != root.resolve() or path.suffix not in (".yaml", ".yml") or not path.is_file():
+        raise FileNotFoundError(f"no arena file {file!r} in {root}")
+    spec = load_arena(path)
+    out = Path(str(spec.output.get("dir", "arena")))
+    out = out if out.is_absolute() else cwd / out  # the job runs in cwd, as a terminal would
+    if out.resolve() != root.resolve():
+        raise ValueError(f"{path}: output.dir is {spec.output.get('dir', 'arena')!r}, which resolves to "
+                         f"{out.resolve()}; this UI shows arenas under {root.resolve()}: set output.dir to it")
+    return path, spec

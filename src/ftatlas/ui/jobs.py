@@ -1,4 +1,5 @@
-"""The UI's job queue: ``ftatlas train`` (and ``merge``) jobs run one at a time, each in its own process.
+"""The UI's job queue: ``ftatlas train``, ``merge``, ``export`` and ``arena`` jobs, one at a time, each in its
+own process.
 
 A job is the same command a user types (``python -m ftatlas.cli train RECIPE [--resume]``), so a run
 started here is an ordinary run directory. Its recipe and console log live in ``<runs>/.ui/``; progress
@@ -31,7 +32,7 @@ _BAR = re.compile(r"training:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([\d:]+)<([\d:?]+)
 class Job:
     id: int
     name: str  # the run's name
-    args: list[str]  # after ``ftatlas``: ["train", recipe, "--resume"] or ["merge", run_dir]
+    args: list[str]  # after ``ftatlas``: ["train", recipe, "--resume"], ["merge", run_dir], ["export", run_dir, ...]
     log_file: Path
     state: str = "queued"  # queued -> running -> done | failed | stopped
     returncode: int | None = None
@@ -73,7 +74,7 @@ def log_tail(log_file: Path, lines: int = 12) -> str:
 
 
 class JobQueue:
-    """FIFO of train jobs; one worker thread runs them one after another (a CPU trains one run at a time)."""
+    """FIFO of jobs; one worker thread runs them one after another (a CPU trains one run at a time)."""
 
     def __init__(self, runs_root: Path, cwd: Path | None = None) -> None:
         self.runs_root = runs_root
@@ -102,12 +103,34 @@ class JobQueue:
     def submit_merge(self, run_dir: Path) -> Job:
         """``ftatlas merge RUN``: fold the adapter in and re-score it (merge.json in the run dir)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._busy(run_dir.name)
+        self._busy(run_dir.name, ["merge", str(run_dir)])
         return self._add(run_dir.name, ["merge", str(run_dir)], f"{run_dir.name}.merge.log")
 
-    def _busy(self, name: str) -> None:
-        if any(j.name == name and j.state in ("queued", "running", "stopping") for j in self.jobs):
-            raise ValueError(f"run {name!r} already has a queued or running job")
+    def submit_export(self, run_dir: Path, to: str, quant: str | None) -> Job:
+        """``ftatlas export RUN --to F [--quant Q]``: write, reload in its consumer, re-score (export.json in
+        ``RUN/exports/F-Q/``). Several exports of one run may queue; the same one twice may not."""
+        args = ["export", str(run_dir), "--to", to, *(["--quant", quant] if quant else [])]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._busy(run_dir.name, args)
+        return self._add(run_dir.name, args, f"{run_dir.name}.export-{to}{'-' + quant if quant else ''}.log")
+
+    def submit_arena(self, arena_file: Path, name: str) -> Job:
+        """``ftatlas arena FILE``: every cell, one after another (finished cells are reused)."""
+        args = ["arena", str(arena_file)]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._busy(f"arena:{name}", args)
+        return self._add(f"arena:{name}", args, f"arena-{name}.log")
+
+    def _busy(self, name: str, args: list[str] | None = None) -> None:
+        """Training (``args`` None) and merging refuse a run with any live job; an export refuses only a live
+        training of its run or the same export already queued."""
+        for j in self.jobs:
+            if j.name != name or j.state not in ("queued", "running", "stopping"):
+                continue
+            if args is None or args[0] == "merge" or j.args[0] == "train":
+                raise ValueError(f"run {name!r} already has a queued or running job")
+            if j.args == args:
+                raise ValueError(f"{' '.join(args[:1] + args[2:])} of {name!r} is already queued or running")
 
     def _add(self, name: str, args: list[str], log_name: str) -> Job:
         with self._lock:

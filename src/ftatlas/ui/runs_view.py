@@ -116,7 +116,7 @@ def resolve_run(runs_root: Path, name: str) -> Path:
 
 
 def run_detail(path: Path) -> dict[str, Any]:
-    """The row plus the recipe text, the curves, the held-out examples and any export.json."""
+    """The row plus the recipe text, the curves, the held-out examples and the exports' export.json."""
     row = run_row(path)
     problems = row["problems"]
     ev = _read_json(path / "eval.json", problems) or {}
@@ -124,10 +124,29 @@ def run_detail(path: Path) -> dict[str, Any]:
         "recipe_yaml": (path / "recipe.yaml").read_text(errors="replace"),
         "curves": read_metrics(path / "metrics.jsonl"),
         "examples": ev.get("examples", []),
-        "export": _read_json(path / "export.json", problems),
+        "exports": run_exports(path, problems),
         "report_md": (path / "report.md").read_text(errors="replace") if (path / "report.md").is_file() else None,
     }
     return row
+
+
+def run_exports(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """Every ``RUN/exports/*/export.json`` (oldest first), with its table as ``ftatlas export`` prints it."""
+    from ftatlas.export.report import export_rows, logit_summary, metric_names
+
+    out = []
+    for file in sorted(path.glob("exports/*/export.json"), key=lambda f: f.stat().st_mtime):
+        report = _read_json(file, problems)
+        if report is None:
+            continue
+        try:
+            out.append({"name": file.parent.name, "dir": str(file.parent), "format": report["format"],
+                        "quant": report.get("quant"), "ok": report["ok"], "drops": report.get("drops", {}),
+                        "files": report.get("files", []), "metrics": metric_names(report),
+                        "rows": export_rows(report), "logits": logit_summary(report)})
+        except (KeyError, TypeError, AttributeError) as e:
+            problems.append(f"{file}: not an export.json ftatlas export wrote (missing or bad field {e})")
+    return out
 
 
 def compare_predictions(a: Path, b: Path) -> list[dict[str, Any]]:

@@ -97,25 +97,35 @@ function jobsPanel(jobs) {
     progress: j.total ? `${j.step}/${j.total} steps, ${j.elapsed} elapsed, ETA ${j.eta}` : j.state === "queued" ? "waiting" : "-",
     action: ["queued", "running"].includes(j.state) ? h("button", {class: "stop", onclick: async () => {
       await api(`/api/jobs/${j.id}/stop`, {}); route(); }}, "stop") : "",
-    run: h("a", {href: `#run/${encodeURIComponent(j.name)}`}, j.name)})), ["id", "run", "args", "state", "progress", "action"],
+    run: j.name.startsWith("arena:") ? h("a", {href: "#arenas"}, j.name)
+      : h("a", {href: `#run/${encodeURIComponent(j.name)}`}, j.name)})), ["id", "run", "args", "state", "progress", "action"],
     {cell: (r, c) => (c === "args" ? r.args[0] : r[c])}));
 }
 
 async function pageRun(name) {
   const box = h("div", {class: "run-page"});
   main().replaceChildren(h("h1", {}, `Run ${name}`), box);
+  let polling = false;
+  const watch = () => {  // poll while a job of this run (training, export, merge) is queued or running
+    if (polling) return;
+    polling = true;
+    poll(async () => { const again = await draw(); if (!again) polling = false; return again; }, 1500);
+  };
+  const exports = window.Export.exportPanel(name, async () => { if (await draw()) watch(); });
   const draw = async () => {
     const jobs = await api("/api/jobs");
-    const job = jobs.find(j => j.name === name && ["queued", "running", "stopping"].includes(j.state));
+    const trains = jobs.filter(j => j.name === name && j.args[0] === "train");  // newest first
+    const job = trains.find(j => ["queued", "running", "stopping"].includes(j.state));
     let r;
     try { r = await api(`/api/runs/${encodeURIComponent(name)}`); } catch (e) {
-      if (!job && !jobs.some(j => j.name === name)) throw e;
-      const last = jobs.find(j => j.name === name);  // queued, or its process has not made the run dir yet
+      if (!job && !trains.length) throw e;
+      const last = trains[0];  // queued, or its process has not made the run dir yet
       box.replaceChildren(h("p", {}, "status ", h("b", {class: "status"}, job ? job.state : last.state)),
         h("pre", {class: "log"}, last.log_tail || "waiting for its turn in the queue…"));
       return Boolean(job);
     }
-    const ended = jobs.find(j => j.name === name);  // newest job of this run (the list is newest first)
+    const ended = trains[0];
+    await exports.update(r, jobs);
     const curve = key => r.curves.filter(m => m[key] !== undefined && m[key] !== null).map(m => [m.step, m[key]]);
     const kids = [
       h("p", {}, `${r.method} · ${r.objective} · ${r.context} · ${r.model} · status `, h("b", {class: "status"}, r.status)),
@@ -138,27 +148,17 @@ async function pageRun(name) {
           xlabel: "step", ylabel: "tokens/s"})),
       Object.keys(r.metrics).length ? h("div", {}, h("h2", {}, `Held-out metrics (n=${r.n})`), table(
         Object.keys(r.metrics).map(m => ({metric: m, value: metricText(r, m)})))) : null,
-      exportPanel(name, r),
+      exports.el,
       r.examples.length ? h("div", {}, h("h2", {}, "Held-out examples"), table(r.examples.map(e =>
         ({prompt: e.prompt, reference: e.reference, prediction: e.prediction})), null, {class: "data examples"})) : null,
       h("details", {}, h("summary", {}, "recipe.yaml"), h("pre", {}, r.recipe_yaml)),
       r.problems.length ? h("pre", {class: "error"}, r.problems.join("\n")) : null,
     ];
     box.replaceChildren(...kids.filter(Boolean));
-    return Boolean(job) || (r.status === "started" && !ended);  // a run training from the terminal updates too
+    // a run training from the terminal updates too
+    return Boolean(job) || exports.live(jobs) || (r.status === "started" && !ended);
   };
-  if (await draw()) poll(draw, 1500);
-}
-
-function exportPanel(name, r) {
-  const kids = [h("h2", {}, "Export")];
-  if (r.weights === "adapter") kids.push(h("button", {class: "merge", onclick: async e => {
-    e.target.disabled = true; await api(`/api/runs/${encodeURIComponent(name)}/merge`, {}); location.hash = "#runs"; }},
-    "merge adapter into the base (ftatlas merge, re-scored against the adapter)"));
-  else kids.push(h("p", {class: "muted"}, r.weights ? "full weights in model/ (nothing to merge)" : "no weights yet"));
-  if (r.export) kids.push(h("h3", {}, "export.json"), Array.isArray(r.export) ? table(r.export)
-    : h("pre", {}, JSON.stringify(r.export, null, 2)));
-  return h("div", {class: "export"}, kids);
+  if (await draw()) watch();
 }
 
 function wordDiff(a, b) {  // LCS over words; returns [[op, word]] with op in "=", "-", "+"
@@ -192,5 +192,5 @@ async function pageCompare(a, b) {
     table(rows, ["prompt", "reference", a, b, "same"], {filter: true, class: "data examples"}));
 }
 
-window.Pages = {api, table, pageRuns, pageRun, pageCompare, jobsPanel, pct, secs, gib};
+window.Pages = {api, poll, table, pageRuns, pageRun, pageCompare, jobsPanel, pct, secs, gib};
 })();

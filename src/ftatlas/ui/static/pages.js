@@ -72,10 +72,33 @@ async function pageLaunch() {
 }
 
 async function pageArenas() {
-  const arenas = await api("/api/arenas");
+  const [arenas, files] = await Promise.all([api("/api/arenas"), api("/api/arena-files")]);
+  const jobsBox = h("div", {class: "arena-jobs"}), msg = h("pre", {class: "error"});
+  const live = jobs => jobs.filter(j => j.name.startsWith("arena:") && ["queued", "running", "stopping"].includes(j.state));
+  let wasLive = false;
+  const drawJobs = async () => {
+    const jobs = (await api("/api/jobs")).filter(j => j.name.startsWith("arena:"));
+    jobsBox.replaceChildren(...jobs.map(j => h("div", {class: `export-job ${j.state}`}, h("b", {}, j.args.join(" ")),
+      ` ${j.state}`, h("pre", {class: "log"}, j.log_tail || "waiting for its turn in the queue…"))));
+    const now = live(jobs).length > 0;
+    if (wasLive && !now) setTimeout(window.route, 0);  // finished: list the new arena
+    wasLive = now;
+    return now;
+  };
+  const run = async file => {
+    msg.textContent = "";
+    try { await api(`/api/arena-files/${encodeURIComponent(file)}/run`, {}); } catch (e) { msg.textContent = e.message; return; }
+    if (await drawJobs()) window.Pages.poll(drawJobs, 2000);
+  };
   mainEl().replaceChildren(h("h1", {}, "Arenas"), arenas.length ? table(arenas.map(a => ({...a,
     name: h("a", {href: `#arena/${encodeURIComponent(a.name)}`}, a.name)})), ["name", "cells", "ok"])
-    : h("p", {class: "muted"}, "no arena yet: ftatlas arena ARENA.yaml writes one"));
+    : h("p", {class: "muted"}, "no arena yet: ftatlas arena ARENA.yaml writes one"),
+  h("h2", {}, "Arena files"), h("p", {class: "muted"}, "the arena YAMLs in the arenas folder; run queues ftatlas " +
+    "arena FILE (cells train one after another; finished cells whose recipe is unchanged are reused)"),
+  files.length ? table(files.map(f => ({...f, action: f.error ? h("span", {class: "error"}, f.error)
+    : h("button", {class: "run-arena", "data-file": f.file, onclick: () => run(f.file)}, "run arena")})),
+  ["file", "name", "cells", "action"]) : h("p", {class: "muted"}, "no *.yaml in the arenas folder"), msg, jobsBox);
+  if (await drawJobs()) window.Pages.poll(drawJobs, 2000);
 }
 
 async function pageArena(name) {
