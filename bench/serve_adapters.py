@@ -1,11 +1,13 @@
 """Memory and load time of N LoRA runs served on one base (`ftatlas serve`'s pool) vs a copy of the base per run.
 
 Makes 8 LoRA run directories on SmolLM2-135M (rank 16, all linear layers, random non-zero weights: serving cost
-does not depend on training), then, each in a fresh process, loads the pool `load_pool` builds for the base
-alone and for 1, 4 and 8 runs, and records load seconds and resident memory after loading. The baseline is what
-serving each run as its own model costs: N x the base's memory. Raw numbers: bench/results/serve_adapters.json.
+does not depend on training), then, each in a fresh process, loads
+- the pool `load_pool` builds for the base alone and for 1, 4 and 8 runs (one base, `load_adapter` per run);
+- the baseline a user would otherwise run: each run loaded on its own (`load_run_or_model`, what `ftatlas chat`
+  and `eval` do), 4 and 8 of them kept in one process, i.e. a copy of the base per run;
+and records load seconds and peak resident memory. Raw numbers: bench/results/serve_adapters.json.
 
-    flock /tmp/ftatlas-heavy.lock python bench/serve_adapters.py     # ~2 min on 2 cores
+    flock /tmp/ftatlas-heavy.lock python bench/serve_adapters.py     # ~5 min on 2 cores
 """
 
 from __future__ import annotations
@@ -25,14 +27,20 @@ PROBE = """
 import json, resource, sys, time
 sys.path.insert(0, {src!r})
 t0 = time.perf_counter()
-from ftatlas.serve import load_pool
-pool = load_pool({targets!r}, device="cpu")
-print(json.dumps({{"seconds": time.perf_counter() - t0, "models": len(pool.models),
+if {shared!r}:
+    from ftatlas.serve import load_pool
+    kept = load_pool({targets!r}, device="cpu")
+else:
+    from ftatlas.models.trained import load_run_or_model
+    kept = [load_run_or_model(t, "cpu") for t in {targets!r}]
+print(json.dumps({{"seconds": time.perf_counter() - t0,
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
 def make_runs(parent: Path, n: int) -> list[str]:
+    """n LoRA run dirs. Each is saved from the adapter named "default": peft saves any other adapter name into a
+    subfolder of adapter/, which is not the run-dir layout (and is why an earlier version of this bench failed)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -41,15 +49,15 @@ def make_runs(parent: Path, n: int) -> list[str]:
     from ftatlas.runs import RunDir
 
     loaded = load_model(BASE, device="cpu")
-    cfg = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-    model = get_peft_model(loaded.model, cfg, adapter_name="run0")
+    model = get_peft_model(loaded.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
     paths = []
     for i in range(n):
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.normal_(std=0.02)
         name = f"run{i}"
-        if i:
-            torch.manual_seed(i)
-            model.add_adapter(name, cfg)
-        model.set_adapter(name)
         run = RunDir.create(parent, name)
         recipe = build_recipe({"model": {"name": BASE}, "data": {"builtin": "contacts"},
                                "method": {"name": "lora", "r": 16, "alpha": 32},
@@ -60,26 +68,37 @@ def make_runs(parent: Path, n: int) -> list[str]:
     return paths
 
 
-def probe(targets: list[str]) -> dict:
-    code = PROBE.format(src=str(ROOT / "src"), targets=targets)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def probe(targets: list[str], shared: bool) -> dict:
+    code = PROBE.format(src=str(ROOT / "src"), targets=targets, shared=shared)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"probe failed ({'shared' if shared else 'copies'}, {len(targets)} targets):\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = make_runs(Path(tmp), 8)
-        rows = [{"runs": 0, **probe([BASE])}]
+        rows = [{"runs": 0, "setup": "base alone", **probe([BASE], True)}]
         for n in (1, 4, 8):
-            rows.append({"runs": n, **probe(runs[:n])})
+            rows.append({"runs": n, "setup": "one shared base", **probe(runs[:n], True)})
+        for n in (4, 8):
+            rows.append({"runs": n, "setup": "a base copy per run", **probe(runs[:n], False)})
     base = rows[0]["rss_mib"]
-    lines = ["| LoRA runs served | load s | RSS MiB | + MiB per run over the base | a copy of the base per run (MiB) |",
-             "|---:|---:|---:|---:|---:|"]
+    copies = {r["runs"]: r for r in rows if r["setup"] == "a base copy per run"}
+    lines = ["| LoRA runs | shared base: load s | shared base: peak RSS MiB | + MiB per run | "
+             "base copy per run: load s | base copy per run: peak RSS MiB | memory ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        per = (r["rss_mib"] - base) / r["runs"] if r["runs"] else 0.0
-        lines.append(f"| {r['runs']} | {r['seconds']:.1f} | {r['rss_mib']:.0f} | {per:.1f} | "
-                     f"{base * max(r['runs'], 1):.0f} |")
-    md = f"# serve: N LoRA runs (r=16, all-linear) on one {BASE} base, CPU\n\n" + "\n".join(lines) + "\n"
+        if r["setup"] != "one shared base":
+            continue
+        per = (r["rss_mib"] - base) / r["runs"]
+        c = copies.get(r["runs"])
+        copy_cols = f"{c['seconds']:.1f} | {c['rss_mib']:.0f} | {c['rss_mib'] / r['rss_mib']:.1f}x" if c \
+            else "(same as shared) | | 1.0x"
+        lines.append(f"| {r['runs']} | {r['seconds']:.1f} | {r['rss_mib']:.0f} | {per:.1f} | {copy_cols} |")
+    md = (f"# serve: N LoRA runs (r=16, all-linear) on {BASE}, CPU\n\nBase alone: {rows[0]['seconds']:.1f} s, "
+          f"{base:.0f} MiB peak RSS. Each row is a fresh process.\n\n" + "\n".join(lines) + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_adapters.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / "serve_adapters.md").write_text(md)
