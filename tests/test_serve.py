@@ -118,6 +118,8 @@ def test_chat_completion_stream_and_completions(live):
     assert len(comp.choices) == 4 and comp.object == "text_completion" and comp.usage.completion_tokens <= 20
     assert comp.choices[0].text == comp.choices[1].text  # greedy by default (the run's eval decoding)
     sampled = c.chat.completions.create(model="lora-a", messages=msgs, max_tokens=8, temperature=1.5, seed=1, n=3)
+    unasked = c.chat.completions.create(model="lora-a", messages=msgs, temperature=1.5, seed=1)
+    assert unasked.usage.completion_tokens <= 4  # no max_tokens: the run's eval.decode.max_new_tokens
     assert len({ch.message.content for ch in sampled.choices}) > 1
 
 

@@ -197,7 +197,7 @@ class _Generation:
     def __init__(self, engine: Engine, limits: Limits, served: Served, prompts: list[str], req: Sampling,
                  echo: bool = False) -> None:
         self.engine, self.served, self.req, self.echo, self.prompts = engine, served, req, echo, prompts
-        self.max_tokens = _max_tokens(req, limits)
+        self.max_tokens = _max_tokens(req, limits, served)
         if req.n > limits.max_n:
             raise ApiError(400, f"n: at most {limits.max_n} choices per request", "n")
         self.id = f"{'chatcmpl' if isinstance(req, ChatRequest) else 'cmpl'}-{uuid.uuid4().hex[:24]}"
@@ -331,12 +331,14 @@ def _sse(obj: dict) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
 
-def _max_tokens(req: Sampling, limits: Limits) -> int:
+def _max_tokens(req: Sampling, limits: Limits, served: Served) -> int:
+    """What the request asks for; left out, the run's own eval.decode.max_new_tokens (the server's default for a
+    plain model), within the server's limit."""
     asked = req.requested_tokens
     if asked is not None and asked > limits.max_tokens:
         raise ApiError(400, f"max_tokens: {asked} is over this server's limit of {limits.max_tokens}",
                        "max_tokens", "max_tokens_exceeded")
-    return asked or min(limits.default_max_tokens, limits.max_tokens)
+    return asked or min(served.max_tokens or limits.default_max_tokens, limits.max_tokens)
 
 
 def _check_prompt(served: Served, ids: list[int], max_tokens: int, limits: Limits) -> None:

@@ -39,6 +39,7 @@ class Served:
     context: Context | None = None
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     source: str = ""
+    max_tokens: int | None = None  # a run's eval.decode.max_new_tokens: the answer length a request gets unasked
     scorer: Callable[[list[Any], list[str]], list[float]] | None = None  # reward runs
     backend: str = "transformers"  # or "llama.cpp" (model is then a llama_cpp.Llama)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -213,6 +214,8 @@ class _Loader:
     def _add(self, served: Served, recipe: Recipe | None) -> None:
         require_chat_template(served.tokenizer, "serve")
         served.context = context_for(recipe, served.tokenizer)
+        if recipe is not None:
+            served.max_tokens = recipe.eval.decode.max_new_tokens
         self.pool.add(served)
 
     def add_model(self, target: str, backend: str) -> None:

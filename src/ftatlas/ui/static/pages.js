@@ -140,7 +140,7 @@ async function pageChat() {
     models.map((m, i) => h("option", {value: m, selected: i === 0}, m)));
   const cols = h("div", {class: "chat-cols"});
   const input = h("textarea", {id: "chat-input", rows: 2, placeholder: "your message (Enter sends)"});
-  const maxTok = h("input", {id: "chat-max", placeholder: "256", size: 5});  // blank: serve's default
+  const maxTok = h("input", {id: "chat-max", placeholder: "run's", size: 5});
   const temp = h("input", {id: "chat-temp", placeholder: "run's", size: 5});
   const send = async () => {
     const text = input.value.trim();
