@@ -1,9 +1,14 @@
 """Memory and load time of N LoRA runs served on one base (`ftatlas serve`'s pool) vs a copy of the base per run.
 
-Makes 8 LoRA run directories on SmolLM2-135M (rank 16, all linear layers, random non-zero weights: serving cost
-does not depend on training), then, each in a fresh process, loads the pool `load_pool` builds for the base
-alone and for 1, 4 and 8 runs, and records load seconds and resident memory after loading. The baseline is what
-serving each run as its own model costs: N x the base's memory. Raw numbers: bench/results/serve_adapters.json.
+Saves SmolLM2-135M once as a plain safetensors model dir (the form of a hub model) and makes 8 LoRA run
+directories on it (rank 16, all linear layers, random non-zero weights: serving cost does not depend on
+training), then, each in a fresh process, loads
+- the pool `load_pool` builds for the base alone and for 1, 4 and 8 runs (one base, `load_adapter` per run);
+- the baseline a user would otherwise run: each run loaded on its own (`load_run_or_model`, what `ftatlas chat`
+  and `eval` do), 4 and 8 of them kept in one process, i.e. a copy of the base per run;
+and records load seconds and the memory the process holds after one forward pass per model id (PSS, so the
+pages of a memory-mapped weights file count once however often they are mapped; RSS, USS and peak RSS are in the
+JSON). Raw numbers: bench/results/serve_adapters.json.
 
     flock /tmp/ftatlas-heavy.lock python bench/serve_adapters.py     # ~2 min on 2 cores
 """
@@ -24,15 +29,32 @@ BASE = "smollm2-135m"
 PROBE = """
 import json, resource, sys, time
 sys.path.insert(0, {src!r})
+import psutil, torch
 t0 = time.perf_counter()
-from ftatlas.serve import load_pool
-pool = load_pool({targets!r}, device="cpu")
-print(json.dumps({{"seconds": time.perf_counter() - t0, "models": len(pool.models),
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+if {shared!r}:
+    from ftatlas.serve import load_pool
+    pool = load_pool({targets!r}, device="cpu")
+    models = [s.active for s in pool.models.values()]
+else:
+    import contextlib
+    from ftatlas.models.trained import load_run_or_model
+    kept = [load_run_or_model(t, "cpu")[0].model for t in {targets!r}]
+    models = [lambda m=m: contextlib.nullcontext(m) for m in kept]
+seconds = time.perf_counter() - t0
+with torch.inference_mode():  # one forward per model id: every weight it serves with is touched (resident)
+    for active in models:
+        with active() as m:
+            m(input_ids=torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]]))
+mem = psutil.Process().memory_full_info()
+print(json.dumps({{"seconds": seconds, "rss_mib": mem.rss / 2**20, "pss_mib": mem.pss / 2**20,
+                  "uss_mib": mem.uss / 2**20,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def make_runs(parent: Path, n: int) -> list[str]:
+def make_runs(parent: Path, n: int) -> tuple[str, list[str]]:
+    """n LoRA run dirs. Each is saved from the adapter named "default": peft saves any other adapter name into a
+    subfolder of adapter/, which is not the run-dir layout (and is why an earlier version of this bench failed)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -41,45 +63,61 @@ def make_runs(parent: Path, n: int) -> list[str]:
     from ftatlas.runs import RunDir
 
     loaded = load_model(BASE, device="cpu")
-    cfg = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-    model = get_peft_model(loaded.model, cfg, adapter_name="run0")
+    base = parent / "base"
+    loaded.model.save_pretrained(base)
+    loaded.tokenizer.save_pretrained(base)
+    model = get_peft_model(loaded.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
     paths = []
     for i in range(n):
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.normal_(std=0.02)
         name = f"run{i}"
-        if i:
-            torch.manual_seed(i)
-            model.add_adapter(name, cfg)
-        model.set_adapter(name)
         run = RunDir.create(parent, name)
-        recipe = build_recipe({"model": {"name": BASE}, "data": {"builtin": "contacts"},
+        recipe = build_recipe({"model": {"name": str(base)}, "data": {"builtin": "contacts"},
                                "method": {"name": "lora", "r": 16, "alpha": 32},
                                "output": {"dir": str(parent), "name": name}})
         run.write_text("recipe.yaml", dump_recipe(recipe))
         run.save_weights(model, loaded.tokenizer)
         paths.append(str(run.path))
-    return paths
+    return str(base), paths
 
 
-def probe(targets: list[str]) -> dict:
-    code = PROBE.format(src=str(ROOT / "src"), targets=targets)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def probe(targets: list[str], shared: bool) -> dict:
+    code = PROBE.format(src=str(ROOT / "src"), targets=targets, shared=shared)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"probe failed ({'shared' if shared else 'copies'}, {len(targets)} targets):\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        runs = make_runs(Path(tmp), 8)
-        rows = [{"runs": 0, **probe([BASE])}]
+        base_dir, runs = make_runs(Path(tmp), 8)
+        rows = [{"runs": 0, "setup": "base alone", **probe([base_dir], True)}]
         for n in (1, 4, 8):
-            rows.append({"runs": n, **probe(runs[:n])})
-    base = rows[0]["rss_mib"]
-    lines = ["| LoRA runs served | load s | RSS MiB | + MiB per run over the base | a copy of the base per run (MiB) |",
-             "|---:|---:|---:|---:|---:|"]
+            rows.append({"runs": n, "setup": "one shared base", **probe(runs[:n], True)})
+        for n in (4, 8):
+            rows.append({"runs": n, "setup": "a base copy per run", **probe(runs[:n], False)})
+    base = rows[0]["pss_mib"]
+    copies = {r["runs"]: r for r in rows if r["setup"] == "a base copy per run"}
+    lines = ["| LoRA runs | shared base: load s | shared base: PSS MiB | + MiB per run | "
+             "base copy per run: load s | base copy per run: PSS MiB | memory ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        per = (r["rss_mib"] - base) / r["runs"] if r["runs"] else 0.0
-        lines.append(f"| {r['runs']} | {r['seconds']:.1f} | {r['rss_mib']:.0f} | {per:.1f} | "
-                     f"{base * max(r['runs'], 1):.0f} |")
-    md = f"# serve: N LoRA runs (r=16, all-linear) on one {BASE} base, CPU\n\n" + "\n".join(lines) + "\n"
+        if r["setup"] != "one shared base":
+            continue
+        per = (r["pss_mib"] - base) / r["runs"]
+        c = copies.get(r["runs"])
+        copy_cols = f"{c['seconds']:.1f} | {c['pss_mib']:.0f} | {c['pss_mib'] / r['pss_mib']:.1f}x" if c \
+            else "(same as shared) | | 1.0x"
+        lines.append(f"| {r['runs']} | {r['seconds']:.1f} | {r['pss_mib']:.0f} | {per:.1f} | {copy_cols} |")
+    md = (f"# serve: N LoRA runs (r=16, all-linear) on {BASE} (safetensors, fp32), CPU\n\n"
+          f"Base alone: {rows[0]['seconds']:.1f} s, {base:.0f} MiB. Each row is a fresh process; memory is the "
+          "process's PSS after one forward pass per served model id (RSS, USS and peak RSS in the JSON).\n\n"
+          + "\n".join(lines) + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_adapters.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / "serve_adapters.md").write_text(md)

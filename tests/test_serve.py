@@ -118,6 +118,8 @@ def test_chat_completion_stream_and_completions(live):
     assert len(comp.choices) == 4 and comp.object == "text_completion" and comp.usage.completion_tokens <= 20
     assert comp.choices[0].text == comp.choices[1].text  # greedy by default (the run's eval decoding)
     sampled = c.chat.completions.create(model="lora-a", messages=msgs, max_tokens=8, temperature=1.5, seed=1, n=3)
+    unasked = c.chat.completions.create(model="lora-a", messages=msgs, temperature=1.5, seed=1)
+    assert unasked.usage.completion_tokens <= 4  # no max_tokens: the run's eval.decode.max_new_tokens
     assert len({ch.message.content for ch in sampled.choices}) > 1
 
 
@@ -216,6 +218,76 @@ def test_concurrent_requests_share_a_batch(live):
     assert len(outs) == 8 and max(engine.batches) > 1
 
 
+def test_a_run_that_appears_after_start_up_is_served_from_runs_root(runs, tmp_path, tiny_model_dir):
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs["rag"], root / "rag")  # there at start-up, loaded on first request
+    app = create_app(None, Limits(max_tokens=16), runs_root=root, device="cpu")
+    server = Live(app)
+    try:
+        c = server.client()
+        assert [(m.id, m.model_extra["ftatlas"]["loaded"]) for m in c.models.list().data] == [("rag", False)]
+        msgs = [{"role": "user", "content": "Where does Bruno live?"}]
+        r = c.chat.completions.create(model="rag", messages=msgs, max_tokens=8)
+        rag_answer = r.choices[0].message.content
+        assert r.model_extra["sources"]["passages"] == ["people.md#0"]
+        shutil.copytree(runs["lora-b"], root / "late")  # a run finishing while the server runs
+        (root / "unfinished").mkdir()
+        (root / "unfinished" / "recipe.yaml").write_text((runs["lora-b"] / "recipe.yaml").read_text())
+        cards = {m.id: m.model_extra["ftatlas"] for m in c.models.list().data}
+        assert cards["late"]["loaded"] is False and "unfinished" not in cards
+        start = threading.Barrier(2)
+
+        def ask(_: int) -> str:
+            start.wait()  # both are first requests for a run not loaded yet
+            return c.chat.completions.create(model="late", messages=msgs, max_tokens=8).choices[0].message.content
+
+        with ThreadPoolExecutor(2) as ex:
+            first, second = ex.map(ask, range(2))
+        assert first == second and app.state.runs.loaded == ["rag", "late"]  # each loaded once
+        pool = app.state.pool
+        assert pool.models["late"].model is pool.models["rag"].model  # the adapter joined the loaded base
+        assert pool.models["late"].adapter == "late"
+        plain = c.chat.completions.create(model=str(tiny_model_dir), messages=msgs, max_tokens=8)
+        assert first != plain.choices[0].message.content  # lora-b's scrambled adapter answers...
+        again = c.chat.completions.create(model="rag", messages=msgs, max_tokens=8).choices[0].message.content
+        assert again == rag_answer  # ...and the context-only run on the same base still runs without it
+        cards = {m.id: m.model_extra["ftatlas"] for m in c.models.list().data}
+        assert cards["late"]["loaded"] is True and cards["late"]["adapter"] == "late"
+        assert str(tiny_model_dir) in cards  # the base's own id
+        for unknown in ("nope", "unfinished", "../late", ".hidden"):
+            with pytest.raises(openai.NotFoundError) as e:
+                c.chat.completions.create(model=unknown, messages=msgs, max_tokens=2)
+            assert e.value.body["code"] == "model_not_found"
+        shutil.copytree(runs["rm"], root / "late-rm")  # a reward run found later scores over HTTP
+        res = httpx.post(f"{server.url}/v1/score", json={"model": "late-rm", "pairs": [{"prompt": "q",
+                                                                                         "response": "a"}]})
+        assert res.status_code == 200 and isinstance(res.json()["data"][0]["score"], float)
+    finally:
+        server.stop()
+        app.state.engine.close()
+
+
+def test_a_broken_run_under_runs_root_answers_a_clear_error(runs, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs["lora-a"], root / "broken")
+    (root / "broken" / "adapter" / "adapter_config.json").write_text("{not json")
+    app = create_app(None, runs_root=root, device="cpu")
+    server = Live(app)
+    try:
+        with pytest.raises(openai.BadRequestError) as e:
+            server.client().chat.completions.create(model="broken", messages=[{"role": "user", "content": "hi"}])
+        assert e.value.body["param"] == "model" and "loading run 'broken' failed" in e.value.body["message"]
+        assert "Traceback" not in e.value.body["message"]
+    finally:
+        server.stop()
+        app.state.engine.close()
+
+
 def test_non_loopback_bind_requires_a_key(monkeypatch):
     from ftatlas.serve.server import api_key_from_env
 
@@ -239,6 +311,10 @@ def test_cli_refuses_open_binds_without_key_and_vllm_without_cuda(runs):
     res = CliRunner().invoke(app, ["serve", str(runs["lora-a"]), "--backend", "vllm"])
     if not torch.cuda.is_available():
         assert res.exit_code == 2 and "needs a CUDA GPU" in res.output
+    res = CliRunner().invoke(app, ["serve"])
+    assert res.exit_code == 2 and "nothing to serve" in res.output
+    res = CliRunner().invoke(app, ["serve", "--runs", str(runs["lora-a"] / "no-such-folder")])
+    assert res.exit_code == 2 and "no-such-folder" in res.output and "no such folder" in res.output
 
 
 def test_vllm_command_puts_adapter_runs_on_one_base(runs, tiny_model_dir):

@@ -1,5 +1,5 @@
 """The UI's JSON API without a browser: validation errors per field, run folders read defensively, the job queue's
-progress, the API key rule, and the OpenAI-shaped chat endpoint on the tiny model."""
+progress, the API key rule, and chat through ftatlas serve's API on the tiny model."""
 
 from __future__ import annotations
 
@@ -110,18 +110,37 @@ def test_cli_refuses_a_public_address_without_a_key():
     assert res.exit_code == 2 and "unset or empty" in res.output
 
 
-def test_chat_completions_speaks_openai_on_the_tiny_model(client, tiny_model_dir):
-    res = client.post("/v1/chat/completions", json={"model": str(tiny_model_dir), "max_tokens": 5,
-                                                    "messages": [{"role": "user", "content": "hi"}]})
+def test_chat_goes_through_serve_for_a_run_launched_after_start_up(client, tmp_path, tiny_model_dir):
+    from conftest import tiny_recipe
+
+    from ftatlas.pipeline import train
+    from ftatlas.recipe import build_recipe
+
+    assert client.get("/v1/models").json()["data"] == []
+    fast = {"train": {"max_steps": 2, "batch_size": 2, "precision": "fp32"}, "data": {"builtin": "contacts",
+            "max_length": 64, "max_train": 4}, "eval": {"max_examples": 2, "decode": {"max_new_tokens": 4}}}
+    train(build_recipe(tiny_recipe(tiny_model_dir, tmp_path / "runs", output={"name": "later"}, **fast)),
+          progress=False)
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert models["later"]["ftatlas"]["loaded"] is False  # serve's app, listing what the runs folder holds
+    msgs = [{"role": "user", "content": "hi"}]
+    res = client.post("/v1/chat/completions", json={"model": "later", "max_tokens": 5, "messages": msgs})
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant"
     usage = body["usage"]  # the random tiny model may stop at once: the answer can be empty, never over 5 tokens
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] <= 5
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    bad = client.post("/v1/chat/completions", json={"model": str(tiny_model_dir), "messages": [
-        {"role": "assistant", "content": "no user turn"}]})
-    assert bad.status_code == 400 and "role 'user'" in bad.json()["error"]["message"]
+    with client.stream("POST", "/v1/chat/completions", json={"model": "later", "max_tokens": 5, "messages": msgs,
+                                                             "stream": True}) as stream:
+        events = [line.removeprefix("data: ") for line in stream.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in map(json.loads, events[:-1]))
+    assert streamed == body["choices"][0]["message"]["content"]  # greedy: the same answer, streamed
+    ids = {m["id"] for m in client.get("/v1/models").json()["data"]}
+    assert {"later", str(tiny_model_dir)} <= ids  # the loaded run and its base (answers with no adapter)
+    bad = client.post("/v1/chat/completions", json={"model": "nope", "messages": msgs})
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "model_not_found"
 
 
 def test_stop_ends_a_running_job_and_drops_a_queued_one(tmp_path, tiny_model_dir):
@@ -148,21 +167,6 @@ def test_stop_ends_a_running_job_and_drops_a_queued_one(tmp_path, tiny_model_dir
     assert running.state == "stopped" and running.returncode != 0
     assert waiting.started is None  # a dropped job never starts
     queue.close()
-
-
-def test_chat_decoding_defaults_to_the_runs_own(tmp_path):
-    from ftatlas.ui.chat_api import ChatRequest, run_decode
-
-    run = fake_run(tmp_path, "r", [])
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    recipe["eval"] = {"decode": {"max_new_tokens": 12, "num_beams": 2}}
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    req = ChatRequest(model="r", messages=[{"role": "user", "content": "x"}])
-    assert req.decode(run_decode(str(run))) == run_decode(str(run))  # nothing given: the run's decoding
-    assert run_decode(str(run)).max_new_tokens == 12 and run_decode(str(run)).num_beams == 2
-    sampled = ChatRequest(model="r", messages=[{"role": "user", "content": "x"}], temperature=0.7, max_tokens=3)
-    d = sampled.decode(run_decode(str(run)))
-    assert (d.max_new_tokens, d.do_sample, d.temperature, d.num_beams) == (3, True, 0.7, 2)
 
 
 def test_decision_map_layout_puts_yes_leaves_beside_their_question():

@@ -244,6 +244,7 @@ def test_chat_two_runs_side_by_side(page):
     shot(page, "chat")
     texts = replies.all_inner_texts()
     assert not any(t.startswith("error:") for t in texts), texts
+    assert page.locator(".chat-col[data-stream='done']").count() == 2  # both answers streamed to data: [DONE]
 
 
 def test_advise_draws_the_map_and_hands_a_recipe_to_the_form(page, tiny_model_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -13,8 +14,12 @@ Backend = Literal["auto", "transformers", "llama.cpp", "vllm"]
 
 @app.command()
 def serve(
-    targets: Annotated[list[str], typer.Argument(help="run directories, exported .gguf files or models; each "
-                                                      "becomes a model id (a run's directory name)")],
+    targets: Annotated[list[str] | None, typer.Argument(help="run directories, exported .gguf files or models; "
+                                                             "each becomes a model id (a run's directory name)")]
+    = None,
+    runs: Annotated[Path | None, typer.Option(
+        "--runs", help="also serve every finished run in this folder, runs that appear later included; each is "
+                       "loaded on its first request")] = None,
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs --api-key-env")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
@@ -34,13 +39,20 @@ def serve(
 ) -> None:
     """Serve runs over HTTP with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models) and
     /v1/score for reward runs. Adapter runs on one base share it; each run keeps its template and context."""
+    targets = targets or []
     if backend not in ("auto", "transformers", "llama.cpp", "vllm"):
         fail(ValueError(f"--backend {backend!r}: choose auto, transformers, llama.cpp or vllm"))
+    if not targets and runs is None:
+        fail(ValueError("nothing to serve: give run directories, .gguf files or models, or --runs DIR"))
+    if runs is not None and not runs.is_dir():
+        fail(FileNotFoundError(f"--runs {runs}: no such folder"))
     try:
         from ftatlas.serve.server import api_key_from_env
 
         key = api_key_from_env(api_key_env, host)
         if backend == "vllm":
+            if runs is not None:
+                raise ValueError("--runs is not available with --backend vllm (vLLM loads its adapters at start)")
             _serve_vllm(targets, host, port, key, max_tokens)
             return
         from ftatlas.serve import Limits, create_app, load_pool
@@ -62,11 +74,13 @@ def serve(
     for note in pool.notes:
         out.print(f"  note: {note}", highlight=False, markup=False)
     auth = "bearer key required" if key else "no key (loopback only)"
+    if runs is not None:
+        out.print(f"  and every finished run in {runs}/, loaded on its first request", highlight=False, markup=False)
     out.print(f"serving on http://{host}:{port}/v1  ({auth}); Ctrl-C stops after in-flight requests finish",
               highlight=False, markup=False)
     from ftatlas.serve.server import run_server
 
-    run_server(create_app(pool, limits, max_batch=max_batch), host, port)
+    run_server(create_app(pool, limits, max_batch=max_batch, runs_root=runs), host, port)
 
 
 def _serve_vllm(targets: list[str], host: str, port: int, key: str | None, max_tokens: int) -> None:

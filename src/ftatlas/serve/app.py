@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,17 +27,23 @@ from ftatlas.data.records import Message
 from ftatlas.serve.engine import Engine, Job
 from ftatlas.serve.guards import Gate, GuardMiddleware, Limits, install_error_handlers
 from ftatlas.serve.pool import Pool, Served, load_pool
+from ftatlas.serve.runs_root import RunsRoot
 from ftatlas.serve.schemas import ApiError, ChatRequest, CompletionRequest, Sampling, ScoreRequest
 
+log = logging.getLogger("ftatlas.serve")
 
-def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batch: int = 16,
-               device: str = "auto", backend: str = "auto") -> FastAPI:
-    """An app serving ``pool`` (or the run dirs / models it names, loaded here). The batching worker starts
-    now, so the app also works mounted inside another one; ``app.state.engine.close()`` stops it (the app's
-    own lifespan does that at shutdown, after uvicorn has let in-flight requests finish)."""
-    pool = pool if isinstance(pool, Pool) else load_pool(pool, device, backend)
+
+def create_app(pool: Pool | list[str] | None = None, limits: Limits | None = None, *, max_batch: int = 16,
+               device: str = "auto", backend: str = "auto", runs_root: str | Path | None = None) -> FastAPI:
+    """An app serving ``pool`` (or the run dirs / models it names, loaded here) and, with ``runs_root``, every
+    finished run under that folder, loaded on its first request (runs that appear later included). The batching
+    worker starts now, so the app also works mounted inside another one; ``app.state.engine.close()`` stops it
+    (the app's own lifespan does that at shutdown, after uvicorn has let in-flight requests finish)."""
+    pool = pool if isinstance(pool, Pool) else load_pool(pool or [], device, backend)
     limits = limits or Limits()
     engine = Engine(pool, max_batch=max_batch)
+    runs = RunsRoot(runs_root, pool) if runs_root is not None else None
+    served_for = _Models(pool, engine, runs)
     # Contexts (a RAG index's SQLite store, its embedder) are used from one thread, one request at a time.
     context_thread = ThreadPoolExecutor(1, thread_name_prefix="ftatlas-serve-context")
 
@@ -46,7 +54,7 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
         context_thread.shutdown(wait=False)
 
     app = FastAPI(title="ftatlas serve", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.pool, app.state.engine, app.state.limits = pool, engine, limits
+    app.state.pool, app.state.engine, app.state.limits, app.state.runs = pool, engine, limits, runs
     gate = Gate(limits.max_queue, limits.retry_after_s)
     app.state.gate = gate
     app.add_middleware(GuardMiddleware, limits=limits)
@@ -58,11 +66,11 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [_model_card(s) for s in pool.models.values()]}
+        return {"object": "list", "data": served_for.cards()}
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest, request: Request) -> Any:
-        served = _chat_model(pool, req.model)
+        served = _chat_model(await served_for(req.model))
         msgs = [Message("system" if m.role == "developer" else m.role, m.text()) for m in req.messages]
         gate.enter()
         try:
@@ -76,7 +84,7 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest) -> Any:
-        served = _chat_model(pool, req.model)
+        served = _chat_model(await served_for(req.model))
         gate.enter()
         try:
             run = _Generation(engine, limits, served, req.prompts(), req, echo=req.echo)
@@ -87,7 +95,7 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
 
     @app.post("/v1/score")
     async def score(req: ScoreRequest) -> dict:
-        served = pool.get(req.model)
+        served = await served_for(req.model)
         if served.kind != "reward" or served.scorer is None:
             raise ApiError(400, f"'{req.model}' is not a reward model; /v1/score serves reward runs", "model")
         prompts = [p.prompt if isinstance(p.prompt, str) else [{"role": m.role, "content": m.text()}
@@ -95,13 +103,43 @@ def create_app(pool: Pool | list[str], limits: Limits | None = None, *, max_batc
         responses = [p.response for p in req.pairs]
         gate.enter()
         try:
-            scores = await _on_engine(engine, lambda: served.scorer(prompts, responses))
+            scores = await _on_engine(engine, lambda: served.scorer(prompts, responses), "scoring failed")
         finally:
             gate.leave()
         return {"object": "list", "model": served.id,
                 "data": [{"object": "score", "index": i, "score": s} for i, s in enumerate(scores)]}
 
     return app
+
+
+class _Models:
+    """Model id -> served model: the pool's, and with a runs root its finished runs, each loaded on its first
+    request on the engine's worker thread, between batches (loading never overlaps generation on a base it
+    joins). Concurrent first requests for one run wait on one load."""
+
+    def __init__(self, pool: Pool, engine: Engine, runs: RunsRoot | None) -> None:
+        self.pool, self.engine, self.runs = pool, engine, runs
+        self.loading: dict[str, asyncio.Future] = {}
+
+    async def __call__(self, model_id: str) -> Served:
+        runs = self.runs
+        if runs is None or model_id in self.pool.models or runs.path(model_id) is None:
+            return self.pool.get(model_id)  # 404 model_not_found for an unknown id
+        if model_id not in self.loading:
+            self.loading[model_id] = asyncio.ensure_future(
+                _on_engine(self.engine, lambda: runs.load(model_id), f"loading run '{model_id}' failed", "model"))
+        try:
+            return await asyncio.shield(self.loading[model_id])
+        finally:  # loaded: the pool answers from now on; failed: the next request tries again
+            if model_id in self.loading and self.loading[model_id].done():
+                del self.loading[model_id]
+
+    def cards(self) -> list[dict]:
+        cards = [_model_card(s) for s in list(self.pool.models.values())]  # the worker may add some
+        if self.runs is not None:
+            cards += [{"id": i, "object": "model", "created": 0, "owned_by": "ftatlas", "ftatlas": self.runs.card(i)}
+                      for i in self.runs.ids()]
+        return cards
 
 
 class _Stream(StreamingResponse):
@@ -122,26 +160,30 @@ class _Stream(StreamingResponse):
 
 def _model_card(s: Served) -> dict:
     extra = {"kind": s.kind, "adapter": s.adapter, "source": s.source, "backend": s.backend,
-             "context": s.context.name if s.context is not None else None}
+             "context": s.context.name if s.context is not None else None, "loaded": True}
     return {"id": s.id, "object": "model", "created": s.created, "owned_by": "ftatlas", "ftatlas": extra}
 
 
-def _chat_model(pool: Pool, model_id: str) -> Served:
-    served = pool.get(model_id)
+def _chat_model(served: Served) -> Served:
     if served.kind != "chat":
-        raise ApiError(400, f"'{model_id}' is a {served.kind} model; it answers POST /v1/score", "model")
+        raise ApiError(400, f"'{served.id}' is a {served.kind} model; it answers POST /v1/score", "model")
     return served
 
 
-async def _on_engine(engine: Engine, fn: Any) -> Any:
+async def _on_engine(engine: Engine, fn: Any, failed: str, param: str | None = None) -> Any:
+    """``fn()`` on the engine's worker thread; an error answers 400 ``"<failed>: <error>"`` (an ApiError as is)."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future = loop.create_future()
 
     def run() -> None:
         try:
             result = fn()
+        except ApiError as e:
+            loop.call_soon_threadsafe(fut.set_exception, e)
+            return
         except Exception as e:
-            loop.call_soon_threadsafe(fut.set_exception, ApiError(400, f"scoring failed: {e}"))
+            log.warning("%s", failed, exc_info=True)
+            loop.call_soon_threadsafe(fut.set_exception, ApiError(400, f"{failed}: {e}", param))
             return
         loop.call_soon_threadsafe(fut.set_result, result)
 
@@ -155,7 +197,7 @@ class _Generation:
     def __init__(self, engine: Engine, limits: Limits, served: Served, prompts: list[str], req: Sampling,
                  echo: bool = False) -> None:
         self.engine, self.served, self.req, self.echo, self.prompts = engine, served, req, echo, prompts
-        self.max_tokens = _max_tokens(req, limits)
+        self.max_tokens = _max_tokens(req, limits, served)
         if req.n > limits.max_n:
             raise ApiError(400, f"n: at most {limits.max_n} choices per request", "n")
         self.id = f"{'chatcmpl' if isinstance(req, ChatRequest) else 'cmpl'}-{uuid.uuid4().hex[:24]}"
@@ -289,12 +331,14 @@ def _sse(obj: dict) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
 
-def _max_tokens(req: Sampling, limits: Limits) -> int:
+def _max_tokens(req: Sampling, limits: Limits, served: Served) -> int:
+    """What the request asks for; left out, the run's own eval.decode.max_new_tokens (the server's default for a
+    plain model), within the server's limit."""
     asked = req.requested_tokens
     if asked is not None and asked > limits.max_tokens:
         raise ApiError(400, f"max_tokens: {asked} is over this server's limit of {limits.max_tokens}",
                        "max_tokens", "max_tokens_exceeded")
-    return asked or min(limits.default_max_tokens, limits.max_tokens)
+    return asked or min(served.max_tokens or limits.default_max_tokens, limits.max_tokens)
 
 
 def _check_prompt(served: Served, ids: list[int], max_tokens: int, limits: Limits) -> None:

@@ -39,6 +39,7 @@ class Served:
     context: Context | None = None
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     source: str = ""
+    max_tokens: int | None = None  # a run's eval.decode.max_new_tokens: the answer length a request gets unasked
     scorer: Callable[[list[Any], list[str]], list[float]] | None = None  # reward runs
     backend: str = "transformers"  # or "llama.cpp" (model is then a llama_cpp.Llama)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -89,10 +90,13 @@ class _Base:
 
 @dataclass
 class Pool:
-    """The served ids, in the order given, plus notes on what shares what (printed at start-up)."""
+    """The served ids, in the order given, plus notes on what shares what (printed at start-up). It keeps the
+    loaded bases, so a run added later (``load_run``) joins a base already in memory."""
 
     models: dict[str, Served] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    bases: dict[str, list[_Base]] = field(default_factory=dict)
 
     def get(self, model_id: str) -> Served:
         from ftatlas.serve.schemas import ApiError
@@ -107,6 +111,12 @@ class Pool:
             raise ValueError(f"two served models are named {served.id!r}; serve runs with distinct directory names")
         self.models[served.id] = served
 
+    def load_run(self, path: Path) -> Served:
+        """Load one more run dir into this pool (an adapter run joins its loaded base with ``load_adapter``).
+        Not thread-safe with generation: the server calls it on its engine's worker thread, between batches."""
+        _Loader(self.device, self).add_run(path)
+        return self.models[path.resolve().name]
+
 
 def _base_key(recipe: Recipe, device: str) -> str:
     from ftatlas.methods import METHODS
@@ -116,12 +126,12 @@ def _base_key(recipe: Recipe, device: str) -> str:
 
 
 class _Loader:
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, pool: Pool | None = None) -> None:
         from ftatlas.models.device import resolve_device
 
         self.device = resolve_device(device)
-        self.pool = Pool()
-        self.bases: dict[str, list[_Base]] = {}
+        self.pool = pool if pool is not None else Pool(device=self.device)
+        self.bases = self.pool.bases
 
     def base_for(self, recipe: Recipe, peft_type: str | None) -> tuple[_Base, bool]:
         """A loaded base for this recipe that can take another adapter of ``peft_type`` (new if none can)."""
@@ -179,9 +189,12 @@ class _Loader:
         peft_type = str(PeftConfig.from_pretrained(str(weights)).peft_type)
         base, shared = self.base_for(recipe, peft_type)
         if base.peft_type is None:
-            model = PeftModel.from_pretrained(base.model, str(weights), adapter_name=run_id).to(self.device)
+            plain = base.model
+            model = PeftModel.from_pretrained(plain, str(weights), adapter_name=run_id).to(self.device)
             base.model, base.peft_type = keep_prompt_in_generation(model).eval(), peft_type
-            self.pool.models[recipe.model.name].model = base.model  # the base id now runs with adapters off
+            for served in self.pool.models.values():  # the base id and context-only runs loaded before: the
+                if served.model is plain:  # wrapped model, so they run with the adapters off (peft injected the
+                    served.model = base.model  # adapter into ``plain``'s own layers)
         else:
             base.model.load_adapter(str(weights), adapter_name=run_id)
             base.model.to(self.device).eval()
@@ -201,6 +214,8 @@ class _Loader:
     def _add(self, served: Served, recipe: Recipe | None) -> None:
         require_chat_template(served.tokenizer, "serve")
         served.context = context_for(recipe, served.tokenizer)
+        if recipe is not None:
+            served.max_tokens = recipe.eval.decode.max_new_tokens
         self.pool.add(served)
 
     def add_model(self, target: str, backend: str) -> None:

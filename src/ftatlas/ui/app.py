@@ -1,5 +1,5 @@
 """The UI server: one FastAPI app with a JSON API over run/arena folders, the job queue, the static front end,
-and the OpenAI-compatible chat API mounted at ``/v1``."""
+and ``ftatlas serve``'s OpenAI-compatible API mounted at ``/v1`` (the chat page's only way to a model)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ KEY_COOKIE = "ftatlas_ui_key"
 
 
 def openai_app(runs_root: Path) -> FastAPI:
-    """The OpenAI-compatible app the chat page calls (``/v1/models``, ``/v1/chat/completions``, model id = run
-    name). Today ``ftatlas.ui.chat_api`` (loads a run on first use, so runs launched later can chat too);
-    ``ftatlas serve``'s ``create_app(targets)`` speaks the same shape and can replace it here."""
-    from ftatlas.ui.chat_api import create_app
+    """``ftatlas serve``'s OpenAI-compatible app over the runs folder, which the chat page calls: model id = run
+    name, each finished run loaded on its first request (runs launched later included), its template, context
+    and decoding applied, answers streamed."""
+    from ftatlas.serve import create_app
 
-    return create_app(runs_root)
+    return create_app(runs_root=runs_root, device="auto")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -49,9 +49,7 @@ def create_app(runs_root: str | Path = "runs", arenas_root: str | Path = "arena"
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         queue.close()  # stop what is queued or training when the server stops
-        engine = getattr(chat.state, "engine", None)  # serve's app: a mounted app's own lifespan does not run
-        if engine is not None:
-            engine.close()
+        chat.state.engine.close()  # a mounted app's own lifespan does not run
 
     app = FastAPI(title="ftatlas ui", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.queue = queue

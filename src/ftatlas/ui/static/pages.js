@@ -122,9 +122,42 @@ async function pageArena(name) {
       a.plots.map(p => h("img", {src: `/api/arenas/${encodeURIComponent(name)}/plots/${p}`, alt: p})))) : null);
 }
 
+// POST /v1/chat/completions with stream: true (ftatlas serve's SSE); onDelta(text) for each piece of the answer.
+// Returns the run's context (the first chunk's "sources") and whether the stream ended with [DONE].
+async function streamChat(body, onDelta) {
+  const res = await fetch("/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({...body, stream: true})});
+  if (!res.ok) {
+    let msg = `${res.status} ${res.statusText}`;
+    try { const d = await res.json(); msg = (d.error && (d.error.message || d.error)) || msg; } catch (e) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "", sources = null;
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return {sources, complete: false};
+    buf += value;
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const data = buf.slice(0, cut).split("\n").filter(l => l.startsWith("data: ")).map(l => l.slice(6)).join("");
+      buf = buf.slice(cut + 2);
+      if (!data) continue;
+      if (data === "[DONE]") { reader.cancel(); return {sources, complete: true}; }
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message || "the server reported an error");
+      if (chunk.sources) sources = chunk.sources;  // the run's context: RAG passages or few-shot examples
+      const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+      if (delta && delta.content) onDelta(delta.content);
+    }
+  }
+}
+
 async function pageChat() {
   let models = [];
-  try { models = (await api("/v1/models")).data.map(m => m.id); } catch (e) { /* shown below as an empty list */ }
+  try {
+    models = (await api("/v1/models")).data.filter(m => !(m.ftatlas && m.ftatlas.kind === "reward")).map(m => m.id);
+  } catch (e) { /* shown below as an empty list */ }
   const history = [];
   const pick = h("select", {id: "chat-models", multiple: true, size: Math.min(6, Math.max(2, models.length))},
     models.map((m, i) => h("option", {value: m, selected: i === 0}, m)));
@@ -142,19 +175,24 @@ async function pageChat() {
       h("div", {class: "msgs"}, history.filter(x => x.role === "user" || x.model === m).map(x =>
         h("div", {class: `msg ${x.role}`}, x.content)), h("div", {class: "msg pending"}, "…")))));
     await Promise.all(chosen.map(async m => {
-      const col = cols.querySelector(`[data-model="${CSS.escape(m)}"] .msgs`);
+      const col = cols.querySelector(`[data-model="${CSS.escape(m)}"]`);
+      const live = col.querySelector(".pending");  // "msg streaming" while tokens arrive, "msg assistant" once done
       const msgs = history.filter(x => x.role === "user" || x.model === m).map(({role, content}) => ({role, content}));
-      let reply, info;
+      let reply = "", info = null;
       try {
         const body = {model: m, messages: msgs};  // decoding left out = the run's own (its recipe's eval.decode)
         if (maxTok.value.trim()) body.max_tokens = +maxTok.value;
         if (temp.value.trim()) body.temperature = +temp.value;
-        const res = await api("/v1/chat/completions", body);
-        reply = res.choices[0].message.content;
-        info = res.sources;  // the run's context: RAG passages or few-shot examples
+        const res = await streamChat(body, piece => {
+          reply += piece;
+          live.className = "msg streaming";
+          live.textContent = reply;
+        });
+        info = res.sources;
+        col.dataset.stream = res.complete ? "done" : "cut";
       } catch (e) { reply = `error: ${e.message}`; }
       history.push({role: "assistant", content: reply, model: m});
-      col.querySelector(".pending").replaceWith(reply.trim() ? h("div", {class: "msg assistant"}, reply)
+      live.replaceWith(reply.trim() ? h("div", {class: "msg assistant"}, reply)
         : h("div", {class: "msg assistant muted"}, "(an empty answer: the model stopped at once)"),
         info && Object.keys(info).length ? h("details", {class: "sources"}, h("summary", {}, "context (sources)"),
           h("pre", {}, JSON.stringify(info, null, 2))) : "");
@@ -163,8 +201,8 @@ async function pageChat() {
   input.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); } });
   mainEl().replaceChildren(h("h1", {}, "Chat"),
     h("p", {class: "muted"}, "pick one run, or several (Ctrl/Shift-click) to see them side by side on the same prompt; " +
-      "each answers with its own chat template, context and decoding (blank fields: the run's eval.decode), through " +
-      "the OpenAI API at /v1/chat/completions"),
+      "each answers with its own chat template, context and decoding (blank fields: the run's eval.decode), streamed " +
+      "through ftatlas serve's OpenAI API at /v1/chat/completions"),
     h("div", {class: "row"}, pick, labeled("max tokens", maxTok), labeled("temperature", temp)),
     cols, h("div", {class: "row"}, input, h("button", {id: "chat-send", class: "primary", onclick: send}, "send")));
 }
