@@ -5,8 +5,9 @@
    processes split the same cores (1 thread each instead of 2), so this shows the cost of the gradient all-reduce
    rather than a speed-up; on N GPUs it is the scaling.
 2. The tokenized-rows cache (``data.cache_tokenized``): templating + tokenizing N rows cold, then the same rows warm.
-3. A parquet source of M rows read in memory against ``streaming: true``, both keeping ``max_train`` rows: time
-   and peak RSS of each (fresh processes).
+3. A parquet source of M rows (default 200k) through tokenization: read in memory with the tokenized-rows cache
+   cold, then warm, against ``streaming: true`` (read and tokenized row by row, as SFT trains from it): time and
+   peak RSS of each (fresh processes).
 
     flock /tmp/ftatlas-heavy.lock python bench/scale.py                      # SmolLM2-135M, ~5 min on 2 cores
     python bench/scale.py --model path/to/tiny --steps 4 --cache-rows 2000 --stream-rows 20000   # quick look
@@ -97,24 +98,66 @@ def token_cache(args: argparse.Namespace, work: Path) -> dict:
     return res
 
 
+STREAM_MODES = {
+    # every mode reads all rows of the parquet file and templates + tokenizes each one, as training would
+    "in_memory_cold": "rows = load_splits(spec).train; enc, stats, hit = encode_cached(tok, rows, 256, 'assistant', "
+                      "cache); n, tokens = len(enc), stats.tokens",
+    "in_memory_warm": "rows = load_splits(spec).train; enc, stats, hit = encode_cached(tok, rows, 256, 'assistant', "
+                      "cache); n, tokens = len(enc), stats.tokens",
+    "streaming": "data = StreamedEncoded(load_splits(spec).train, tok, 256, 'assistant'); n = tokens = 0\n"
+                 "for row in data:\n    n += 1; tokens += len(row['input_ids'])",
+}
+
+
 def streaming(args: argparse.Namespace, work: Path) -> list[dict]:
+    """A parquet file of ``--stream-rows`` rows through tokenization: in memory (the rows read whole, then the
+    tokenized-rows cache cold and warm) against ``streaming: true`` (read and tokenized one row at a time)."""
     import datasets
 
     path = work / "big.parquet"
     datasets.Dataset.from_list([{"question": f"What is {i} plus one? " + "pad " * (i % 40), "answer": str(i + 1)}
                                 for i in range(args.stream_rows)]).to_parquet(str(path))
     out = []
-    for streamed in (False, True):
-        code = ("import sys, json; from ftatlas.data.splits import load_splits; from ftatlas.recipe import DataSpec; "
-                f"s = load_splits(DataSpec(train={{'path': {str(path)!r}, 'streaming': {streamed}, 'columns': "
-                "{'instruction': 'question', 'output': 'answer'}}, max_train=1000, eval_split=0.0)); "
-                "print(len(s.train))")
-        env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "HF_DATASETS_CACHE": str(work / f"hf-{streamed}")}
-        seconds, peak, _ = child_peak([sys.executable, "-c", code], env)
-        out.append({"source_rows": args.stream_rows, "streaming": streamed, "kept": 1000, "seconds": round(seconds, 1),
-                    "peak_rss_mib": round(peak / 2**20)})
+    for mode, body in STREAM_MODES.items():
+        streamed = mode == "streaming"
+        code = ("import json, time\n"
+                "from ftatlas.data.splits import load_splits; from ftatlas.recipe import DataSpec\n"
+                "from ftatlas.data.stream import StreamedEncoded; from ftatlas.data.token_cache import encode_cached\n"
+                "from ftatlas.models.loading import load_tokenizer, resolve_source\n"
+                f"tok = load_tokenizer(resolve_source({args.model!r})); cache = {str(work / 'tok-cache')!r}\n"
+                "t = time.perf_counter()  # the work, after imports and the tokenizer\n"
+                f"spec = DataSpec(train={{'path': {str(path)!r}, 'streaming': {streamed}, 'columns': "
+                "{'instruction': 'question', 'output': 'answer'}}, eval_split=0.0)\n"
+                f"{body}\nprint(json.dumps([n, tokens, time.perf_counter() - t]))")
+        env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "HF_DATASETS_CACHE": str(work / "hf")}
+        seconds, peak, output = child_peak([sys.executable, "-c", code], env)
+        n, tokens, work_s = next(json.loads(line) for line in reversed(output.splitlines()) if line.startswith("["))
+        out.append({"source_rows": args.stream_rows, "mode": mode, "rows_tokenized": n, "tokens": tokens,
+                    "work_s": round(work_s, 1), "process_s": round(seconds, 1), "peak_rss_mib": round(peak / 2**20)})
         print(out[-1], flush=True)
     return out
+
+
+def write_markdown(results: dict) -> str:
+    """bench/results/scale.md: the sections of ``results`` as tables."""
+    lines = [f"# bench/scale.py ({results.get('cpu_cores')} CPU cores, {results.get('model')})", ""]
+    if "processes" in results:
+        lines += ["| processes | batch/process | tokens/s | peak RSS/process GiB | wall s |", "|---|---|---|---|---|"]
+        lines += [f"| {r['processes']} | {r['batch_per_process']} | {r['tokens_per_s']} | "
+                  f"{r['peak_rss_gib_per_process']} | {r['wall_s']} |" for r in results["processes"]]
+        lines.append("")
+    if "token_cache" in results:
+        c = results["token_cache"]
+        lines += [f"Tokenized-rows cache, {c['rows']} chat rows ({c['tokens']} tokens): cold {c['cold_s']} s, "
+                  f"warm {c['warm_s']} s ({c['speedup']}x).", ""]
+    if results.get("streaming") and "mode" in results["streaming"][0]:
+        lines += ["| parquet rows | mode | rows tokenized | tokens | work s | process s | peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['source_rows']} | {r['mode']} | {r['rows_tokenized']} | {r['tokens']} | {r['work_s']} | "
+                  f"{r['process_s']} | {r['peak_rss_mib']} |" for r in results["streaming"]]
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "scale.md").write_text(text)
+    return text
 
 
 def main() -> None:
@@ -135,7 +178,10 @@ def main() -> None:
         if args.only in (None, "streaming"):
             results["streaming"] = streaming(args, work)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    saved = RESULTS / "scale.json"  # a partial run (--only) keeps the other sections' last results
+    merged = (json.loads(saved.read_text()) if saved.is_file() and args.only else {}) | results
+    saved.write_text(json.dumps(merged, indent=2) + "\n")
+    write_markdown(merged)
     if "processes" in results:
         one, two = results["processes"]
         print(f"2 vs 1 process: {two['tokens_per_s'] / one['tokens_per_s']:.2f}x tokens/s, "

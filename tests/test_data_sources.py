@@ -51,7 +51,22 @@ def test_parquet_folder_streamed_reads_only_what_is_used(tmp_path, parquet):
                                                                              "output": "answer"}},
                     max_train=4, eval_split=0.0)
     splits = load_splits(spec)
-    assert len(splits.train) == 4 and splits.train[3].line == 3
+    assert len(splits.train.head(10)) == 4 and splits.train[3].line == 3  # max_train rows, read lazily
+    assert [r.line for r in splits.train] == [0, 1, 2, 3]  # every pass reads the source again
+    with pytest.raises(TypeError, match="streamed"):
+        len(splits.train)  # a stream's length is unknown: never a silent full read
+
+
+def test_streamed_split_holds_out_its_first_rows_or_says_what_to_set(parquet):
+    source = {"path": str(parquet), "streaming": True, "columns": {"instruction": "question", "output": "answer"}}
+    splits = load_splits(DataSpec(train=source, max_train=8, eval_split=0.2))
+    assert [r.line for r in splits.eval] == [0, 1] and [r.line for r in splits.train] == list(range(2, 10))
+    assert "streamed, the next 8 rows read as training goes; its first 2 rows held out" in splits.note
+    with pytest.raises(DataError, match=r"qa.parquet:train: field 'data.eval_split': a streamed source .* "
+                                        r"set data.eval"):
+        load_splits(DataSpec(train=source))  # eval_split 0.1 of an unknown length
+    with pytest.raises(DataError, match=r"field 'data.max_train': streaming: true with preference rows reads them"):
+        load_splits(DataSpec(train=source), "preference")  # only sft trains from the stream
 
 
 def test_bad_row_names_source_split_index_and_field(tmp_path):

@@ -66,16 +66,21 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_f
 
 
 def test_presets_and_gpu_only_engines(tiny_model_dir, tmp_path):
-    fsdp = preset(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "fsdp"})), "cpu")
+    fsdp_recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "fsdp"}))
+    fsdp = preset(fsdp_recipe, "cuda")
     assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["fsdp_config"]["version"] == 2
+    # accelerate drops FSDP on CPU (multi-CPU DDP): a CPU run stops rather than train unsharded under its name
+    with pytest.raises(ValueError, match=r"fsdp: FSDP runs on GPUs only here: .* accelerate \S+, which on CPU sets "
+                                         r"up multi-process DDP .* use train.distributed=ddp on CPU"):
+        preset(fsdp_recipe, "cpu")
     zero3 = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "zero3"}))
     with pytest.raises(ValueError, match="zero3: DeepSpeed ZeRO runs on CUDA GPUs only"):
         preset(zero3, "cpu")
     own = tmp_path / "fsdp.yaml"
     own.write_text("version: 2\nreshard_after_forward: false\n")
     mine = preset(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={
-        "distributed": "fsdp", "distributed_config": str(own)})), "cpu")
+        "distributed": "fsdp", "distributed_config": str(own)})), "cuda")
     assert mine["fsdp_config"] == {"version": 2, "reshard_after_forward": False}
     with pytest.raises(ValueError, match="distributed_config: .*missing.json does not exist"):
         preset(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={
-            "distributed": "fsdp", "distributed_config": str(tmp_path / "missing.json")})), "cpu")
+            "distributed": "fsdp", "distributed_config": str(tmp_path / "missing.json")})), "cuda")

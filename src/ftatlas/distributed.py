@@ -19,7 +19,7 @@ import yaml
 
 from ftatlas.recipe import Recipe
 
-GPU_ONLY = ("zero2", "zero3", "zero3_offload")  # DeepSpeed's ZeRO engines run on CUDA devices
+GPU_ONLY = ("zero2", "zero3", "zero3_offload")  # DeepSpeed's ZeRO engines run on CUDA devices (see preset)
 
 
 def world_size() -> int:
@@ -100,6 +100,12 @@ def _user_config(path: str) -> dict[str, Any]:
     return data
 
 
+def _accelerate_version() -> str:
+    from importlib.metadata import version
+
+    return version("accelerate")
+
+
 def preset(recipe: Recipe, device: str) -> dict[str, Any]:
     """TrainingArguments fields for ``train.distributed`` (a user's ``distributed_config`` replaces the preset's
     FSDP or DeepSpeed settings). Stops with a clear message where the engine cannot run here."""
@@ -112,8 +118,9 @@ def preset(recipe: Recipe, device: str) -> dict[str, Any]:
             fields["ddp_backend"] = "gloo"
     if kind in GPU_ONLY:
         if device != "cuda":
-            raise ValueError(f"train.distributed={kind}: DeepSpeed ZeRO runs on CUDA GPUs only and this run is on "
-                             f"{device}; use train.distributed=ddp or fsdp here")
+            raise ValueError(f"train.distributed={kind}: DeepSpeed ZeRO runs on CUDA GPUs only here (the Trainer "
+                             f"starts it through accelerate {_accelerate_version()}, which uses DeepSpeed only off "
+                             f"CPU) and this run is on {device}; use train.distributed=ddp")
         import importlib.util
 
         if importlib.util.find_spec("deepspeed") is None:
@@ -121,6 +128,10 @@ def preset(recipe: Recipe, device: str) -> dict[str, Any]:
         fields["deepspeed"] = _user_config(t.distributed_config) if t.distributed_config else _deepspeed(
             2 if kind == "zero2" else 3, kind == "zero3_offload")
     elif kind == "fsdp":
+        if device == "cpu":  # the FSDP plugin would be dropped silently: the run would be DDP while saying FSDP
+            raise ValueError(f"train.distributed=fsdp: FSDP runs on GPUs only here: the Trainer applies it through "
+                             f"accelerate {_accelerate_version()}, which on CPU sets up multi-process DDP and ignores "
+                             "the FSDP settings, so nothing would be sharded; use train.distributed=ddp on CPU")
         fields["fsdp"] = "full_shard auto_wrap"
         fields["fsdp_config"] = _user_config(t.distributed_config) if t.distributed_config else {
             "version": 2, "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT"}

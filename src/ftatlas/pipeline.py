@@ -19,6 +19,7 @@ from ftatlas.advise.checkpointing import Decision, plan_checkpointing
 from ftatlas.context import Context, build_context
 from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
+from ftatlas.data.stream import StreamedRows, sample
 from ftatlas.data.templating import encode_all
 from ftatlas.distributed import from_main, is_main, preset, shards_params, unwrap, world_size, write_presets
 from ftatlas.evaluate.model_metrics import check_metrics
@@ -116,7 +117,7 @@ def prepare(recipe: Recipe, progress: bool = True, resume: bool = False, evaluat
         console.print(f"[yellow]experimental[/] objective {recipe.objective.name!r}: {objective.experimental}")
     with console.status(f"loading {recipe.model.name} ..."):
         loaded = load_recipe_base(recipe, device)  # e.g. a 4-bit base for qlora
-    if objective.needs_chat_template and any(not r.is_text for r in splits.train):
+    if objective.needs_chat_template and any(not r.is_text for r in sample(splits.train)):
         require_chat_template(loaded.tokenizer, f"objective {recipe.objective.name!r} on chat data")
     warn_untemplated(recipe, splits, loaded.tokenizer)
     heap = f", heap allocator {allocator.active()}" if device == "cpu" else ""  # allocator.py: why it matters
@@ -134,7 +135,8 @@ def check_overlap(run: RunDir, splits: Splits) -> int:
     data_checks.json, where the arena reads it before giving a verdict."""
     from ftatlas.data import checks
 
-    found = checks.overlap(splits.train, splits.eval, label="held-out") if splits.eval else None
+    # a streamed split: its first rows (reading all of it twice would defeat streaming)
+    found = checks.overlap(sample(splits.train), splits.eval, label="held-out") if splits.eval else None
     if found and found.count:
         console.print("[bold yellow]warning[/] " + "\n".join(found.lines), highlight=False, markup=False)
     run.write_json("data_checks.json", {"train_eval_overlap": found.count if found else 0,
@@ -172,6 +174,9 @@ def setup_context(recipe: Recipe, tokenizer: Any, splits: Splits) -> Context | N
         ctx = build_context(recipe.context.name, recipe.context_params(), tokenizer, chat_rows)
     console.print(f"[bold]context[/] {recipe.context.name} {recipe.context.params()}")
     if ctx.params.train and recipe.axes.method.entry.trains:
+        if isinstance(splits.train, StreamedRows):
+            raise ValueError("context.train=true rewrites every training prompt in memory; data.train is streamed "
+                             "(streaming: true): set streaming: false or context.train: false")
         if recipe.axes.objective.entry.data_kind != "conversations":
             raise ValueError(f"context.train=true needs conversation data; objective {recipe.objective.name!r} "
                              "trains on another kind of row")
@@ -230,9 +235,10 @@ def fit(session: Session, resume: bool = False) -> FitResult:
                        session.device, session.precision, session.progress, checkpointing=decision.on)
     trainer = objective.build(ctx)
     stats = objective.stats()  # objectives that template a fixed dataset report its token/loss shares
-    data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in stats.items()}
     if "train" in stats:
-        console.print(f"[bold]train data[/] {stats['train'].summary()}")
+        streamed = isinstance(session.splits.train, StreamedRows)  # templated as training reads it
+        summary = "streamed: counted as training reads it" if streamed else stats["train"].summary()
+        console.print(f"[bold]train data[/] {summary}")
     plan = {"lr": r.learning_rate(), "lr_source": "train.lr" if r.train.lr != "auto" else
             f"method {r.method.name}'s default (train.lr: auto)", "checkpointing": decision.__dict__,
             "budget": ctx.budget.as_dict() if ctx.budget else None}
@@ -254,6 +260,7 @@ def fit(session: Session, resume: bool = False) -> FitResult:
         if trainer.eval_dataset is not None and (restored or ctx.budget is None or not ctx.budget.early_stopping):
             trainer.evaluate()  # final held-out loss into metrics.jsonl (of the restored weights under early stopping)
     session.results["mlflow_run"] = mlflow_run
+    data_stats = {k: v.__dict__ | {"loss_share": v.loss_share} for k, v in stats.items()}  # streamed: as read
     plan["kept"] = kept_step(session, trainer, ctx)
     if is_main():
         session.run.write_json("plan.json", plan)
@@ -275,8 +282,8 @@ def checkpointing_decision(session: Session, model: Any) -> Decision:
     r = session.recipe
     lengths = loss_tokens = None
     if r.axes.objective.entry.data_kind == "conversations" and session.splits.train:
-        encoded, enc_stats = encode_all(session.loaded.tokenizer, session.splits.train, r.data.max_length,
-                                        r.data.train_on)
+        encoded, enc_stats = encode_all(session.loaded.tokenizer, sample(session.splits.train), r.data.max_length,
+                                        r.data.train_on)  # a streamed split: its first rows stand for it
         lengths, loss_tokens = [len(e.input_ids) for e in encoded], enc_stats.loss_tokens
     return plan_checkpointing(r, getattr(model, "config", None), lengths, loss_tokens, session.device,
                               session.precision.autocast is not None)

@@ -49,8 +49,9 @@ class DataSpec(Strict):
     template: Literal["as_written", "chat"] = Field(
         "as_written", description="chat: standard-form preference prompts (plain strings) become a user message, "
                                   "so the model's chat template is applied to them")
-    cache_tokenized: bool = Field(True, description="sft: keep tokenized rows in an Arrow cache (datasets.map), "
-                                  "keyed by rows, tokenizer, template, max_length and train_on; reruns skip it")
+    cache_tokenized: bool = Field(True, description="keep tokenized rows in an Arrow cache (datasets.map), keyed by "
+                                  "rows, tokenizer, template, max_length and train_on; reruns skip it (sft, "
+                                  "pretrain and the preference objectives on TRL trainers)")
     cache_dir: str | None = Field(None, description="folder of that cache; default <datasets cache>/ftatlas-tokenized")
 
     @model_validator(mode="after")

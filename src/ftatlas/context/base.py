@@ -106,9 +106,12 @@ def register(name: str):
 
 def build_context(name: str, params: dict[str, Any] | ContextParams, tokenizer: PreTrainedTokenizerBase,
                   train_rows: list[Conversation] | None = None) -> Context:
+    """The context ``name``; a streamed training split lends its first rows (e.g. as a few-shot pool)."""
+    from ftatlas.data.stream import sample
+
     cls = CONTEXTS.get(name)
     p = params if isinstance(params, ContextParams) else cls.Params(**params)
-    return cls(p, tokenizer, train_rows)
+    return cls(p, tokenizer, sample(train_rows) if train_rows is not None else None)
 
 
 def augment_conversations(ctx: Context, rows: list[Conversation]) -> list[Conversation]:

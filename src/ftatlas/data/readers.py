@@ -244,8 +244,9 @@ def detect_format(path: str | Path) -> str:
     raise DataError(p, None, None, "no rows")
 
 
-def _convert_rows(p: Path, format: str) -> list[Conversation]:
-    records: list[Conversation] = []
+def iter_records(p: Path | RowSource, format: str = "auto") -> Iterator[Conversation]:
+    """The rows of a .json/.jsonl file or a datasets split as Conversations, one at a time (a streamed source is
+    read only as far as the caller goes); a bad row raises DataError naming where it is and the field."""
     convert: Callable[[dict], Conversation] | None = None
     for line, row in iter_rows(p):
         if convert is None:
@@ -255,8 +256,7 @@ def _convert_rows(p: Path, format: str) -> list[Conversation]:
         except _Invalid as e:
             raise DataError(p, line, e.field, e.message) from None
         record.source, record.line = str(p), line
-        records.append(record)
-    return records
+        yield record
 
 
 def read_file(path: str | Path, format: str = "auto") -> list[Conversation]:
@@ -269,7 +269,7 @@ def read_file(path: str | Path, format: str = "auto") -> list[Conversation]:
             raise DataError(p, None, None, f"format {format!r} needs .json or .jsonl; .txt is plain text")
         records = _txt_records(p)
     else:
-        records = _convert_rows(p, format)
+        records = list(iter_records(p, format))
     if not records:
         raise DataError(p, None, None, "no rows")
     return records

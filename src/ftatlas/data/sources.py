@@ -30,8 +30,9 @@ class DatasetSource(BaseModel):
     revision: str | None = Field(None, description="hub revision: branch, tag or commit")
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
         None, description="files for a builder path (parquet/csv/json/arrow)")
-    streaming: bool = Field(False, description="iterate without downloading/converting the whole dataset first "
-                            "(with data.max_train only that many rows are read)")
+    streaming: bool = Field(False, description="read rows as they come, without downloading/converting the whole "
+                            "dataset: sft tokenizes and trains on them one by one (needs train.max_steps or "
+                            "data.max_train); other objectives read data.max_train rows into memory")
     columns: dict[str, str] = Field(default_factory=dict, description="reader field -> dataset column, e.g. "
                                     "{instruction: question, output: answer} or {messages: chat}")
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from ftatlas.data.builtin import BUILTIN_METRICS, BUILTINS, PREFERENCE_BUILTINS
 from ftatlas.data.errors import DataError
 from ftatlas.data.preference import as_chat, read_preference_file, read_unpaired_file, to_unpaired
 from ftatlas.data.prompts import from_conversation, read_prompts
-from ftatlas.data.readers import read_file
+from ftatlas.data.readers import iter_records, read_file
 from ftatlas.data.records import Conversation
 from ftatlas.data.sources import DatasetSource, RowSource, describe, source_spec
+from ftatlas.data.stream import StreamedRows
 from ftatlas.recipe import DataSpec
 
 
 @dataclass
 class Splits:
-    train: list[Conversation]  # or PreferencePair / UnpairedExample / PromptRow, per Objective.data_kind
+    train: list[Conversation] | StreamedRows  # or PreferencePair / UnpairedExample / PromptRow, per data_kind
     eval: list[Conversation]
     default_metrics: list[str]
     note: str  # where each split came from, for the report
@@ -52,10 +54,39 @@ def _read(spec: DataSpec, value: str | DatasetSource, kind: str, field: str) -> 
     if source is None:
         return read_rows(value, spec.format, kind)
     limit = None
+    if source.streaming and spec.max_train is None and field == "data.train":
+        # sft streams into training (_streamed); the other objectives hold their rows in memory
+        raise DataError(describe(value), None, "data.max_train",
+                        f"streaming: true with {kind} rows reads them into memory (only sft trains from the "
+                        "stream as it is read): set data.max_train to bound how many are read")
     if source.streaming and spec.max_train is not None:
         held_share = spec.eval_split if field == "data.train" and spec.eval is None else 0.0
         limit = math.ceil(spec.max_train / (1 - held_share)) + 1
     return read_rows(RowSource(source, field, limit), spec.format, kind)
+
+
+def _streamed(spec: DataSpec, source: DatasetSource) -> Splits:
+    """Conversations of a streamed ``data.train``, read as training goes (data/stream.py); the held-out rows are
+    ``data.eval``, or the stream's first rows (a share of ``max_train``: a stream's length is unknown)."""
+    rows = RowSource(source, "data.train")
+    where = describe(spec.train)
+    if spec.eval is not None:
+        held, skip = _read(spec, spec.eval, "conversations", "data.eval"), 0
+        held_note = f"{describe(spec.eval)}: {len(held)} held-out rows"
+    elif spec.eval_split == 0:
+        held, skip, held_note = [], 0, "no held-out rows (data.eval_split=0)"
+    elif spec.max_train is None:
+        raise DataError(where, None, "data.eval_split", "a streamed source (streaming: true) has no known length to "
+                        "hold a share out of: set data.eval (a held-out file or source), data.max_train, or "
+                        "data.eval_split=0")
+    else:
+        skip = max(1, round(spec.max_train * spec.eval_split / (1 - spec.eval_split)))
+        held = list(islice(iter_records(rows, spec.format), skip))
+        held_note = f"its first {len(held)} rows held out (data.eval_split={spec.eval_split})"
+    train = StreamedRows(rows, spec.format, skip, spec.max_train)
+    count = f"the next {spec.max_train}" if spec.max_train is not None else "all further"
+    return Splits(train, held, ["exact_match", "token_f1"],
+                  f"{where}: streamed, {count} rows read as training goes; {held_note}")
 
 
 def read_rows(path: Any, format: str, kind: str = "conversations") -> list:
@@ -88,6 +119,9 @@ def load_splits(spec: DataSpec, kind: str = "conversations") -> Splits:
         note = f"built-in {spec.builtin}: {len(train)} train / {len(held)} held-out rows"
         metrics = BUILTIN_METRICS[spec.builtin]
     else:
+        source = source_spec(spec.train)
+        if source is not None and source.streaming and kind == "conversations":
+            return _streamed(spec, source)
         train = _read(spec, spec.train, kind, "data.train")
         if spec.eval is not None:
             held = _read(spec, spec.eval, kind, "data.eval")

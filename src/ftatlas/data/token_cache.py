@@ -1,8 +1,12 @@
 """Tokenized rows cached with ``datasets.map``: a second run on the same rows, template, tokenizer, ``max_length``
 and ``train_on`` reads the Arrow file instead of templating and tokenizing again.
 
-The fingerprint is ours (datasets fingerprints an in-memory dataset at random): a hash of everything the
-encoding depends on, used as ``map``'s ``new_fingerprint`` and cache file name.
+SFT (:func:`encode_cached`): the fingerprint is ours (datasets fingerprints an in-memory dataset at random): a
+hash of everything the encoding depends on, used as ``map``'s ``new_fingerprint`` and cache file name.
+
+Objectives on TRL trainers (pretrain, dpo, orpo, kto, cpo, simpo, reward) tokenize inside the trainer with
+``datasets.map``; :func:`file_backed` hands them their rows as an Arrow file named by its content, so the
+trainer's own maps get stable fingerprints and datasets caches their output beside it (``cache-<fp>.arrow``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,27 @@ def default_cache_dir() -> Path:
     import datasets
 
     return Path(datasets.config.HF_DATASETS_CACHE) / "ftatlas-tokenized"
+
+
+def file_backed(rows: list[dict[str, Any]], cache_dir: str | Path | None = None) -> Any:
+    """``rows`` as a ``datasets.Dataset`` memory-mapped from ``<cache_dir>/rows-<content hash>.arrow`` (written once,
+    then reused as it is, so its fingerprint and every ``map`` over it stay the same from run to run)."""
+    import os
+
+    import datasets
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256(VERSION.encode())
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, default=str).encode())
+    path = folder / f"rows-{h.hexdigest()[:32]}.arrow"
+    if not path.is_file():  # written under a temporary name, then renamed: a reader never sees half a file
+        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+        datasets.Dataset.from_list(rows).map(cache_file_name=str(tmp), new_fingerprint=path.stem,
+                                             desc="writing rows")
+        os.replace(tmp, path)
+    return datasets.Dataset.from_file(str(path))
 
 
 def _tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -11,13 +11,12 @@ import math
 from typing import Any
 
 import torch
-from datasets import Dataset
 from pydantic import BaseModel, ConfigDict, Field
 from trl import SFTConfig, SFTTrainer
 
 from ftatlas.data.templating import EncodeStats
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext
-from ftatlas.objectives.trl_glue import FUSED_HEAD, finish, lacks_logits, refuse_methods, trl_args
+from ftatlas.objectives.trl_glue import FUSED_HEAD, as_dataset, finish, lacks_logits, refuse_methods, trl_args
 
 
 class PretrainParams(BaseModel):
@@ -46,9 +45,10 @@ class Pretrain(Objective):
         p: PretrainParams = ctx.recipe.objective_params()
         block = p.block_size or ctx.recipe.data.max_length
         eos = ctx.tokenizer.eos_token or ""
-        train = Dataset.from_list([{"text": r.text + eos} for r in ctx.train_rows])
+        data = ctx.recipe.data  # file-backed rows under data.cache_tokenized: SFTTrainer's tokenizing is cached
+        train = as_dataset([{"text": r.text + eos} for r in ctx.train_rows], data)
         held_rows = ctx.eval_rows[: ctx.recipe.eval.max_examples] if ctx.recipe.eval.max_examples else ctx.eval_rows
-        held = Dataset.from_list([{"text": r.text + eos} for r in held_rows]) if held_rows else None
+        held = as_dataset([{"text": r.text + eos} for r in held_rows], data) if held_rows else None
         args = trl_args(ctx, SFTConfig, held is not None, packing=True, packing_strategy="wrapped",
                         dataset_text_field="text", completion_only_loss=False, eos_token=None)
         args.max_length = block

@@ -14,6 +14,7 @@ batch size, gradient accumulation and packing do not change it.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,15 +23,16 @@ from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
 from ftatlas.data.packing import FILLER_KEY, BestFitBatchSampler, PackedCollator, padded_width
+from ftatlas.data.stream import StreamedEncoded, StreamedRows
 from ftatlas.data.templating import IGNORE, Encoded, EncodeStats, encode_all
 from ftatlas.data.token_cache import encode_cached
-from ftatlas.distributed import main_process_first, shards_params
+from ftatlas.distributed import main_process_first, shards_params, world_size
 from ftatlas.models.accel import compile_blocks
 from ftatlas.models.chunked_ce import LossWorkspace, chunked_lm_loss_sum, rewrites_inputs, split_lm
 from ftatlas.models.frozen import store_frozen_linears
 from ftatlas.models.packed_attention import use_varlen_attention
 from ftatlas.objectives.base import OBJECTIVES, Objective, TrainContext, training_arguments
-from ftatlas.objectives.budget import early_stopping_callbacks, plan_budget
+from ftatlas.objectives.budget import Budget, early_stopping_callbacks, plan_budget
 from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 
 
@@ -123,10 +125,7 @@ class SFT(Objective):
     summary = "next-token loss on assistant turns (or all tokens with data.train_on=all)"
 
     def build(self, ctx: TrainContext) -> Any:
-        train, self.train_stats = self.encode(ctx, ctx.train_rows)
         held, self.eval_stats = self.encode(ctx, ctx.eval_rows)
-        if not train:
-            raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
         t = ctx.recipe.train
         # the method says whether it packs; the model check also catches a prompt-learning model built elsewhere
         packable = ctx.recipe.axes.method.entry.supports_packing and not rewrites_inputs(ctx.model)
@@ -141,18 +140,18 @@ class SFT(Objective):
             store_frozen_linears(ctx.model, ctx.precision.autocast)  # only the adapter is saved, so this stays local
         if t.compile:
             compile_blocks(ctx.model)
-        sampler = None
-        if t.packing == "best_fit":
-            lengths = [len(r.input_ids) for r in train]
-            budget = t.pack_tokens or t.batch_size * round(sum(lengths) / len(lengths))
-            sampler = BestFitBatchSampler(lengths, budget, seed=t.seed)
-        batches = len(sampler) if sampler is not None else math.ceil(len(train) / t.batch_size)
+        if isinstance(ctx.train_rows, StreamedRows):
+            train_data, sampler, budget = self.streamed(ctx, bool(held))
+            # accelerate's dispatching slices every tensor by its first dim (a packed row's cu_seq_lens too): each
+            # process reads the stream and keeps its share of every global batch instead (IterableDatasetShard)
+            extra["accelerator_config"] = {"dispatch_batches": False}
+        else:
+            train_data, sampler, budget = self.in_memory(ctx, bool(held))
         loss_held = held[: t.eval_loss_rows] if t.eval_loss_rows else held  # the eval-loss passes' rows
-        budget = plan_budget(t, math.ceil(batches / t.grad_accum), self.train_stats.loss_tokens, bool(held))
         trainer = LossTokenTrainer(
             model=ctx.model,
             args=training_arguments(ctx, has_eval=bool(held), budget=budget, **extra),
-            train_dataset=EncodedDataset(train),
+            train_dataset=train_data,
             eval_dataset=EncodedDataset(loss_held) if held else None,
             data_collator=PackedCollator(t.pad_multiple, ctx.tokenizer.pad_token_id) if packed
             else PadCollator(ctx.tokenizer, t.pad_multiple),
@@ -165,6 +164,41 @@ class SFT(Objective):
         )
         trainer.remove_callback(PrinterCallback)  # our ProgressBar/MetricsLogger report instead of dict prints
         return trainer
+
+    def in_memory(self, ctx: TrainContext, has_eval: bool) -> tuple[Dataset, Sampler | None, Budget]:
+        """Every training row encoded up front (through the cache): dataset, best-fit sampler, budget."""
+        t = ctx.recipe.train
+        train, self.train_stats = self.encode(ctx, ctx.train_rows)
+        if not train:
+            raise ValueError(f"no training rows carry loss after templating ({self.train_stats.summary()})")
+        sampler = None
+        if t.packing == "best_fit":
+            lengths = [len(r.input_ids) for r in train]
+            budget = t.pack_tokens or t.batch_size * round(sum(lengths) / len(lengths))
+            sampler = BestFitBatchSampler(lengths, budget, seed=t.seed)
+        batches = len(sampler) if sampler is not None else math.ceil(len(train) / t.batch_size)
+        plan = plan_budget(t, math.ceil(batches / t.grad_accum), self.train_stats.loss_tokens, has_eval)
+        return EncodedDataset(train), sampler, plan
+
+    def streamed(self, ctx: TrainContext, has_eval: bool) -> tuple[Dataset, None, Budget]:
+        """A streamed split (data/stream.py), encoded as the trainer reads it. Its length is unknown, so the
+        budget is ``train.max_steps``, or the steps of ``data.max_train`` rows."""
+        t, rows = ctx.recipe.train, ctx.train_rows
+        if t.packing == "best_fit":
+            raise ValueError("train.packing=best_fit groups the whole set by length; data.train is streamed "
+                             "(streaming: true) and read as training goes: use packing padding_free or off")
+        data = StreamedEncoded(rows, ctx.tokenizer, ctx.recipe.data.max_length, ctx.recipe.data.train_on)
+        self.train_stats = data.stats  # filled in as training reads the rows
+        steps = rows.steps(t.batch_size * t.grad_accum * world_size())
+        if t.max_steps <= 0 and steps is None:
+            raise ValueError("data.train is streamed (streaming: true) and its number of rows is unknown: set "
+                             "train.max_steps, or data.max_train to derive the steps from")
+        plan = plan_budget(t, steps or t.max_steps, None, has_eval)
+        if plan.max_steps <= 0:  # the Trainer needs max_steps with a dataset of unknown length
+            total = math.ceil(plan.epochs * (steps or 1))
+            plan = replace(plan, max_steps=total, reason=plan.reason + f"; {total} steps over data.max_train="
+                           f"{rows.limit} streamed rows")
+        return data, None, plan
 
     def encode(self, ctx: TrainContext, rows: list) -> tuple[list[Encoded], EncodeStats]:
         """Template and tokenize ``rows``, through the tokenized-rows cache (data.cache_tokenized) when on."""

@@ -3,7 +3,8 @@
 - :func:`trl_args`: the recipe's ``train`` block as a TRL config (via ``training_arguments``), so TRL's own
   defaults (bf16, gradient checkpointing on, lr 1e-6, logging every 10 steps) never override the recipe.
 - :func:`reference_for`: the reference model, chosen explicitly and said in the run log.
-- :func:`to_dataset` and :func:`finish`: rows -> ``datasets.Dataset``; our callbacks in, TRL's dict prints out.
+- :func:`to_dataset` and :func:`finish`: rows -> ``datasets.Dataset`` (file-backed under ``data.cache_tokenized``,
+  so the trainer's own tokenizing maps are cached: data/token_cache.py); our callbacks in, TRL's dict prints out.
 - :func:`preference_trainer`: the four together, the one body of every preference objective's ``build``.
 - :func:`experimental`: a ``trl.experimental`` module, imported without its notice (we pin and test TRL).
 """
@@ -22,9 +23,12 @@ from rich.console import Console
 from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from ftatlas.data.token_cache import file_backed
+from ftatlas.distributed import main_process_first
 from ftatlas.methods import METHODS, Method
 from ftatlas.objectives.base import TrainContext, training_arguments
 from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
+from ftatlas.recipe import DataSpec
 
 console = Console(stderr=True)
 
@@ -87,10 +91,19 @@ def reference_for(ctx: TrainContext, precompute: bool = False) -> tuple[Any, str
     return ref, note
 
 
-def to_dataset(rows: list[Any], limit: int | None = None) -> Dataset | None:
-    """PreferencePair / UnpairedExample rows in TRL's row form (conversational or standard), first ``limit``."""
+def to_dataset(rows: list[Any], limit: int | None = None, data: DataSpec | None = None) -> Dataset | None:
+    """PreferencePair / UnpairedExample rows in TRL's row form (conversational or standard), first ``limit``;
+    with ``data.cache_tokenized`` from an Arrow file in ``data.cache_dir``, so TRL's tokenization is cached."""
     rows = rows[:limit] if limit else rows
-    return Dataset.from_list([r.to_json() for r in rows]) if rows else None
+    return as_dataset([r.to_json() for r in rows], data) if rows else None
+
+
+def as_dataset(items: list[dict[str, Any]], data: DataSpec | None = None) -> Dataset:
+    """``items`` as a Dataset: file-backed (data/token_cache.py) when ``data.cache_tokenized``, else in memory."""
+    if data is None or not data.cache_tokenized:
+        return Dataset.from_list(items)
+    with main_process_first():  # the first process writes the rows file, the others then read it
+        return file_backed(items, data.cache_dir)
 
 
 def finish(trainer: Any, ctx: TrainContext, notes: dict[str, Any]) -> Any:
@@ -124,7 +137,8 @@ def preference_trainer(ctx: TrainContext, config_class: type[TrainingArguments],
     extra: dict[str, Any] = {}
     if reference:
         extra["ref_model"], notes["reference"] = reference_for(ctx, precompute)
-    train, held = to_dataset(ctx.train_rows), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples)
+    data = ctx.recipe.data
+    train, held = to_dataset(ctx.train_rows, data=data), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples, data)
     args = trl_args(ctx, config_class, held is not None, **fields)
     trainer = trainer_class(model=ctx.model, args=args, train_dataset=train, eval_dataset=held,
                             processing_class=ctx.tokenizer, **extra)
