@@ -234,7 +234,8 @@ def test_cli_advise_end_to_end(tiny_model_dir, chat_file, tmp_path, monkeypatch)
     assert res.exit_code == 0, res.output
     assert "decision map" in res.output and "recommended: lora" in res.output
     assert sorted(p.name for p in out.iterdir()) == ["lora-dpo.yaml", "lora-sft.yaml"]
-    res = runner.invoke(app, ["train", str(out / "lora-sft.yaml")])  # runs as written
+    # runs as written, 2 steps: the auto budget it leaves on is trained end to end in test_defaults.py
+    res = runner.invoke(app, ["train", str(out / "lora-sft.yaml"), "train.max_steps=2"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "runs" / "advice-lora-sft" / "adapter").is_dir()
     res = runner.invoke(app, ["advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "chat",
