@@ -249,7 +249,7 @@ def test_measure_runs_real_steps(tiny_model_dir, tmp_path):
     rows = [{"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": str(i)}]}
             for i in range(12)]
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    from ftatlas.advise.measure import dry_run
+    from ftatlas.advise.probes import dry_run
 
     got = dry_run({"model": {"name": str(tiny_model_dir)}, "data": {"train": str(data), "eval_split": 0.0},
                    "method": {"name": "lora", "r": 4}, "train": {"batch_size": 4, "precision": "fp32"}}, steps=2)
@@ -261,7 +261,7 @@ def test_device_rates_time_the_fastest_window():
     """A slow moment (another job on the machine) slows one window; the rate comes from the fastest one."""
     import time
 
-    from ftatlas.advise.measure import _time
+    from ftatlas.advise.probes import _time
 
     calls = []
 

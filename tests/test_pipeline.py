@@ -10,7 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from ftatlas.chat import ChatSession
-from ftatlas.evaluate.api import evaluate_target
+from ftatlas.evaluate.target import evaluate_target
 from ftatlas.pipeline import train
 from ftatlas.recipe import DecodeSpec
 from ftatlas.resolve import build_recipe
