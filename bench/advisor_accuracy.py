@@ -3,7 +3,7 @@
 Models: SmolLM2-135M and two tiny random Llama configs (saved with the SmolLM2 tokenizer). Data: 64 chat rows
 of about ``--length`` tokens each (so the data's length percentiles are one number). Each (model, method)
 trains ``--steps`` steps (``--tiny-steps`` on the tiny configs)
-in a fresh subprocess (``ftatlas.advise.measure.dry_run``), ``--repeats`` times on SmolLM2 (``--tiny-repeats`` on the
+in a fresh subprocess (``ftatlas.advise.probes.dry_run``), ``--repeats`` times on SmolLM2 (``--tiny-repeats`` on the
 tiny configs): the measurement is the median run, the table shows the range beside it.
 
 Memory definition: measured = peak during ``trainer.train()`` minus the process baseline taken right after the
@@ -75,7 +75,7 @@ def row(model: str, source: str, method: str, data: Path, steps: int, batch: int
         prec: str = "auto", repeats: int = 1) -> dict:
     from ftatlas.advise.advisor import candidate_params, data_facts, load_config
     from ftatlas.advise.estimate import Arch, StepSpec, estimate_step
-    from ftatlas.advise.measure import device_throughput, dry_run
+    from ftatlas.advise.probes import device_throughput, dry_run
     from ftatlas.models.device import resolve_precision
 
     config = load_config(source)

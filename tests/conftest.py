@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ftatlas.models.loading import load_tokenizer, resolve_source
@@ -72,3 +75,63 @@ def tiny_recipe(model_dir: Path, out_dir: Path, **over) -> dict:
         merge = isinstance(v, dict) and k != "method"  # a method block is replaced whole (params differ)
         r[k] = {**r.get(k, {}), **v} if merge else v
     return r
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory, tiny_model_dir) -> Callable[..., Any]:
+    """``shared_run(**over)`` trains ``tiny_recipe(..., **over)`` once per session and returns that Session to
+    every test asking with the same overrides; for tests that only read the run (one run, several checks)."""
+    from ftatlas.pipeline import train
+    from ftatlas.resolve import build_recipe
+
+    sessions: dict[str, Any] = {}
+
+    def get(**over: Any) -> Any:
+        key = json.dumps(tiny_recipe(Path("model"), Path("out"), **over), sort_keys=True)
+        if key not in sessions:
+            out = tmp_path_factory.mktemp("shared-run")
+            sessions[key] = train(build_recipe(tiny_recipe(tiny_model_dir, out, **over)), progress=False)
+        return sessions[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def notes_file(tmp_path_factory) -> Path:
+    """12 paragraphs of plain text (a pretraining corpus)."""
+    path = tmp_path_factory.mktemp("notes") / "notes.txt"
+    path.write_text("\n\n".join(f"Paragraph {i}: the river runs past the old mill and the bridge." for i in range(12)))
+    return path
+
+
+def arena_file(tmp_path: Path, model_dir: Path, cells: list[dict]) -> Path:
+    """An arena spec over the tiny model (2 steps per cell) with these cells, written to tmp_path/arena.yaml."""
+    spec = {
+        "name": "tiny",
+        "model": {"name": str(model_dir)},
+        "data": {"builtin": "contacts", "max_length": 128, "max_train": 16},
+        "train": {"max_steps": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1, "precision": "fp32"},
+        "eval": {"max_examples": 4, "batch_size": 4, "decode": {"max_new_tokens": 8}},
+        "output": {"dir": str(tmp_path / "arena")},
+        "cells": cells,
+    }
+    path = tmp_path / "arena.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# base, a LoRA and a failing cell (bias-free Llama without add_bias): the arena records the failure and goes on
+THREE_CELLS = [{"name": "base", "method": "none"}, {"name": "lora", "method": {"name": "lora", "r": 4, "alpha": 8}},
+               {"name": "broken", "method": "bitfit"}]
+
+
+@pytest.fixture(scope="session")
+def three_cell_arena(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path, list[dict]]:
+    """One sequential run of THREE_CELLS (a subprocess per cell), shared by the tests that read it:
+    (arena.yaml, its output root, its rows)."""
+    from ftatlas.arena import load_arena, run_arena
+
+    folder = tmp_path_factory.mktemp("arena-seq")
+    path = arena_file(folder, tiny_model_dir, THREE_CELLS)
+    root, rows = run_arena(load_arena(path), log=lambda m: None)
+    return path, root, rows

@@ -234,7 +234,8 @@ def test_cli_advise_end_to_end(tiny_model_dir, chat_file, tmp_path, monkeypatch)
     assert res.exit_code == 0, res.output
     assert "decision map" in res.output and "recommended: lora" in res.output
     assert sorted(p.name for p in out.iterdir()) == ["lora-dpo.yaml", "lora-sft.yaml"]
-    res = runner.invoke(app, ["train", str(out / "lora-sft.yaml")])  # runs as written
+    # runs as written, 2 steps: the auto budget it leaves on is trained end to end in test_defaults.py
+    res = runner.invoke(app, ["train", str(out / "lora-sft.yaml"), "train.max_steps=2"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "runs" / "advice-lora-sft" / "adapter").is_dir()
     res = runner.invoke(app, ["advise", "--model", str(tiny_model_dir), "--data", str(chat_file), "--goal", "chat",
@@ -248,7 +249,7 @@ def test_measure_runs_real_steps(tiny_model_dir, tmp_path):
     rows = [{"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": str(i)}]}
             for i in range(12)]
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    from ftatlas.advise.measure import dry_run
+    from ftatlas.advise.probes import dry_run
 
     got = dry_run({"model": {"name": str(tiny_model_dir)}, "data": {"train": str(data), "eval_split": 0.0},
                    "method": {"name": "lora", "r": 4}, "train": {"batch_size": 4, "precision": "fp32"}}, steps=2)
@@ -260,7 +261,7 @@ def test_device_rates_time_the_fastest_window():
     """A slow moment (another job on the machine) slows one window; the rate comes from the fastest one."""
     import time
 
-    from ftatlas.advise.measure import _time
+    from ftatlas.advise.probes import _time
 
     calls = []
 

@@ -13,21 +13,7 @@ from typer.testing import CliRunner
 from ftatlas.arena import ArenaError, load_arena, run_arena
 from ftatlas.arena.report import verdicts
 from ftatlas.cli import app
-
-
-def arena_file(tmp_path, model_dir, cells):
-    spec = {
-        "name": "tiny",
-        "model": {"name": str(model_dir)},
-        "data": {"builtin": "contacts", "max_length": 128, "max_train": 16},
-        "train": {"max_steps": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1, "precision": "fp32"},
-        "eval": {"max_examples": 4, "batch_size": 4, "decode": {"max_new_tokens": 8}},
-        "output": {"dir": str(tmp_path / "arena")},
-        "cells": cells,
-    }
-    path = tmp_path / "arena.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+from tests.conftest import arena_file
 
 
 class Tags(HTMLParser):
@@ -39,12 +25,8 @@ class Tags(HTMLParser):
         self.tags.append(tag)
 
 
-def test_arena_runs_records_failures_resumes_and_reports(tiny_model_dir, tmp_path):
-    cells = [{"name": "base", "method": "none"},
-             {"name": "lora", "method": {"name": "lora", "r": 4, "alpha": 8}},
-             {"name": "broken", "method": "bitfit"}]  # bias-free Llama without add_bias: fails, arena goes on
-    spec = load_arena(arena_file(tmp_path, tiny_model_dir, cells))
-    root, rows = run_arena(spec, log=lambda m: None)
+def test_arena_runs_records_failures_resumes_and_reports(three_cell_arena):
+    path, root, rows = three_cell_arena
     by = {r["cell"]: r for r in rows}
     assert by["base"]["status"] == "ok" and by["lora"]["status"] == "ok"
     assert by["broken"]["status"] == "failed" and "bias" in by["broken"]["error"]
@@ -63,7 +45,7 @@ def test_arena_runs_records_failures_resumes_and_reports(tiny_model_dir, tmp_pat
 
     stamp = (root / "cells" / "lora.json").stat().st_mtime_ns
     messages: list[str] = []
-    _, again = run_arena(spec, log=messages.append)
+    _, again = run_arena(load_arena(path), log=messages.append)
     assert any("lora: finished before" in m for m in messages) and any("base: finished before" in m for m in messages)
     assert (root / "cells" / "lora.json").stat().st_mtime_ns == stamp
     assert [r["status"] for r in again] == ["ok", "ok", "failed"]  # the failed cell was tried again

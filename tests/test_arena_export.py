@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftatlas.arena import ArenaError, load_arena, run_arena
-from tests.test_arena import arena_file
+from tests.conftest import arena_file
 
 
 def test_export_rows_join_the_table_and_are_reused_when_unchanged(tiny_model_dir, tmp_path):

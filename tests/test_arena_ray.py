@@ -5,17 +5,13 @@ from __future__ import annotations
 import csv
 import sys
 
-from test_arena import arena_file
 from typer.testing import CliRunner
 
-from ftatlas.arena import load_arena, run_arena
 from ftatlas.cli import app
-
-CELLS = [{"name": "base", "method": "none"}, {"name": "lora", "method": {"name": "lora", "r": 4, "alpha": 8}},
-         {"name": "broken", "method": "bitfit"}]  # bias-free Llama without add_bias: fails, arena goes on
+from tests.conftest import THREE_CELLS, arena_file
 
 
-def _arena(folder, model_dir, cells=CELLS):
+def _arena(folder, model_dir, cells=THREE_CELLS):
     folder.mkdir(parents=True, exist_ok=True)
     return arena_file(folder, model_dir, cells)
 
@@ -25,7 +21,8 @@ def _table(root):
         return list(csv.DictReader(f))
 
 
-def test_ray_cells_run_in_parallel_record_failures_and_match_the_sequential_table(tiny_model_dir, tmp_path):
+def test_ray_cells_run_in_parallel_record_failures_and_match_the_sequential_table(tiny_model_dir, tmp_path,
+                                                                                   three_cell_arena):
     path = _arena(tmp_path / "ray", tiny_model_dir)
     res = CliRunner().invoke(app, ["arena", str(path), "--ray", "local"])
     assert res.exit_code == 0, res.output
@@ -39,7 +36,7 @@ def test_ray_cells_run_in_parallel_record_failures_and_match_the_sequential_tabl
              for c in ("base", "lora")]
     assert max(s for s, _ in spans) < min(e for _, e in spans)
 
-    seq_root, _ = run_arena(load_arena(_arena(tmp_path / "seq", tiny_model_dir)), log=lambda m: None)
+    _, seq_root, _ = three_cell_arena  # the same cells run one after another
     seq_rows = _table(seq_root)
     assert [list(r) for r in ray_rows] == [list(r) for r in seq_rows]  # same columns
     same = ("cell", "method", "context", "trainable params")

@@ -22,7 +22,7 @@ from ftatlas.methods import METHODS
 from ftatlas.objectives.budget import MAX_AUTO_EPOCHS, MAX_AUTO_STEPS, TARGET_LOSS_TOKENS, plan_budget
 from ftatlas.pipeline import train
 from ftatlas.recipe import RecipeError, TrainSpec, build_recipe
-from ftatlas.report import eval_loss_curve
+from ftatlas.run_report import eval_loss_curve
 from tests.conftest import tiny_config, tiny_recipe, write_jsonl
 
 # --- the budget rule ------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import yaml
 from safetensors.torch import load_file
 
 from ftatlas.distributed import preset
+from ftatlas.pipeline import train
 from ftatlas.recipe import build_recipe
+from ftatlas.resolve import load_recipe
 from tests.conftest import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +51,7 @@ def _losses(run: Path) -> list[float]:
 def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_file, tmp_path, packing):
     recipe = _recipe_file(tmp_path, tiny_model_dir, chat_file, max_steps=3, batch_size=8, packing=packing,
                           warmup=0, scheduler="constant", lr=1e-2)
-    _train(["-m", "ftatlas.cli", "train", str(recipe), "output.name=one"], tmp_path)
+    train(load_recipe(recipe, ["output.name=one"]), progress=False)  # the reference: one process, in this one
     two = _train(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftatlas.cli",
                   "train", str(recipe), "output.name=two", "train.batch_size=4", "train.distributed=ddp"], tmp_path)
     one_dir, two_dir = tmp_path / "runs" / "one", tmp_path / "runs" / "two"

@@ -212,7 +212,7 @@ def test_reward_score_matches_load_reward_scorer(tiny_model, tokenizer, chat_fil
 
 
 def test_evaluate_target_writes_model_metrics_into_eval_json(tiny_model_dir, tmp_path):
-    from ftatlas.evaluate.api import evaluate_target
+    from ftatlas.evaluate.target import evaluate_target
 
     data = write_jsonl(tmp_path / "mc.jsonl", [{**r, "output": json.dumps({"name": r["output"], "age": 1})}
                                               | {"answer": 0} for r in MC_ROWS[:3]])
@@ -232,7 +232,7 @@ def test_recipe_eval_block_drives_train_and_re_eval(tiny_model_dir, tmp_path):
     """The arena and `ftatlas train` evaluate through the recipe's eval: block; `ftatlas eval RUN` reuses it."""
     from conftest import tiny_recipe
 
-    from ftatlas.evaluate.api import evaluate_target
+    from ftatlas.evaluate.target import evaluate_target
     from ftatlas.pipeline import train
     from ftatlas.resolve import build_recipe
 
@@ -276,7 +276,7 @@ def test_relative_schema_and_reward_paths_are_kept_absolute(tmp_path, monkeypatc
 def test_train_table_shows_scaled_and_unscored_metrics():
     from types import SimpleNamespace
 
-    from ftatlas.report import comparison_rows
+    from ftatlas.run_report import comparison_rows
 
     ev = {"metrics": {"exact_match": 0.25, "perplexity": 21.3527, "judge_score": None}, "peak_memory_bytes": 2**30,
           "scales": {"perplexity": "perplexity (>= 1)", "judge_score": "1-10"}, "prompt_tokens_per_request": 25.0}

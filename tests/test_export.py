@@ -63,10 +63,10 @@ def test_bad_format_or_quant_says_what_is_known(lora_run, args, message):
     assert res.exit_code == 2 and message in res.output
 
 
-def test_prompt_tuning_run_cannot_be_one_model(tiny_model_dir, tmp_path):
-    recipe = tiny_recipe(tiny_model_dir, tmp_path, method={"name": "prompt", "num_virtual_tokens": 4},
-                         train={"max_steps": 1})
-    run = train(build_recipe(recipe), progress=False).run.path
+def test_prompt_tuning_run_cannot_be_one_model(shared_run):
+    from tests.test_method_matrix import method_run
+
+    run = method_run(shared_run, "prompt").run.path  # the method matrix's run: 4 virtual tokens
     with pytest.raises(ExportError, match="cannot be exported as one model"):
         export_run(run, "safetensors", progress=False)
 

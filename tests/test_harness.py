@@ -66,12 +66,10 @@ def test_harness_on_a_model_dir_matches_lm_eval(tiny_model_dir, task_dir, tmp_pa
     assert acc == pytest.approx(lm_eval_direct(tiny_model_dir, task_dir))
 
 
-def test_harness_on_a_lora_run_uses_its_adapter_and_writes_into_the_run(tiny_model_dir, task_dir, tmp_path):
-    from ftatlas.pipeline import train
-    from ftatlas.resolve import build_recipe
+def test_harness_on_a_lora_run_uses_its_adapter_and_writes_into_the_run(tiny_model_dir, task_dir, shared_run):
+    from tests.test_method_matrix import method_run
 
-    recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path / "runs", train={"max_steps": 2}))
-    run = train(recipe).run.path
+    run = method_run(shared_run, "lora").run.path  # the method matrix's 2-step LoRA run
     res = CliRunner().invoke(app, ["eval", str(run), "--harness", "tiny_sums", "--harness-include", str(task_dir),
                                    "--limit", "5", "--batch-size", "4"])
     assert res.exit_code == 0, res.output

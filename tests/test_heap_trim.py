@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from ftatlas.measure import rss_bytes
 from ftatlas.models.frozen import _malloc_trim, trim_heap
 from ftatlas.objectives.callbacks import HeapTrim
+from ftatlas.phase_stats import rss_bytes
 from tests.conftest import tiny_recipe
 
 

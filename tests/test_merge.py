@@ -15,13 +15,14 @@ from ftatlas.models.trained import load_run_or_model
 from ftatlas.pipeline import train
 from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
+from tests.test_method_matrix import method_run
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
 
 
-def run(tiny_model_dir, tmp_path, method, steps=3):
+def run(tiny_model_dir, tmp_path, method):
     return train(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, method=method,
-                                          train={"max_steps": steps, "lr": 1e-2})), progress=False)
+                                          train={"max_steps": 3, "lr": 1e-2})), progress=False)
 
 
 def test_lora_merge_equals_adapter_and_loads_plainly(tiny_model_dir, tmp_path):
@@ -46,11 +47,9 @@ def test_qlora_merges_into_the_full_precision_base(tiny_model_dir, tmp_path):
     assert "quantization_config" not in json.loads((tmp_path / "out" / "config.json").read_text())
 
 
-@pytest.mark.parametrize("method, message", [
-    ({"name": "prompt", "num_virtual_tokens": 4}, "cannot be merged: prompt tuning"),
-    ({"name": "full"}, "nothing to merge"),
-])
-def test_merge_refusals_say_why(tiny_model_dir, tmp_path, method, message):
-    s = run(tiny_model_dir, tmp_path, method, steps=1)
+@pytest.mark.parametrize("method, message", [("prompt", "cannot be merged: prompt tuning"),
+                                             ("full", "nothing to merge")])
+def test_merge_refusals_say_why(shared_run, method, message):
+    s = method_run(shared_run, method)  # the method matrix's run (prompt: 4 virtual tokens)
     res = CliRunner().invoke(app, ["merge", str(s.run.path)])
     assert res.exit_code == 2 and message in res.output

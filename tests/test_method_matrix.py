@@ -14,7 +14,6 @@ from ftatlas.export.merge import merge_run
 from ftatlas.methods import METHODS, PeftMethod, count_params
 from ftatlas.methods.memory import estimate_memory
 from ftatlas.methods.qlora import base_bytes
-from ftatlas.pipeline import train
 from ftatlas.recipe import dump_recipe
 from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
@@ -140,13 +139,18 @@ def test_memory_model_matches_counted_parameters(name, tiny_model_dir):
         assert est.frozen_bytes == real_frozen
 
 
+# `ftatlas train` settings for the end-to-end cell; tests elsewhere that read a method's run share it (shared_run).
+E2E = {"train": {"max_steps": 2, "lr": 1e-2}, "eval": {"max_examples": 2, "decode": {"max_new_tokens": 4}}}
+
+
+def method_run(shared_run, name: str):
+    """The end-to-end run of a method with its TINY settings, trained once per session."""
+    return shared_run(method={"name": name, **TINY.get(name, {})}, **E2E)
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_ftatlas_train_runs_every_method_end_to_end(name, tiny_model_dir, tmp_path):
-    method = {"name": name, **TINY.get(name, {})}
-    s = train(build_recipe(tiny_recipe(tiny_model_dir, tmp_path, method=method,
-                                       train={"max_steps": 2, "lr": 1e-2},
-                                       eval={"max_examples": 2, "decode": {"max_new_tokens": 4}})),
-              progress=False)
+def test_ftatlas_train_runs_every_method_end_to_end(name, shared_run):
+    s = method_run(shared_run, name)
     assert s.results["after"]["n"] == 2
     assert (s.run.adapter_dir if isinstance(s.results["fit"].model, PeftModel) else s.run.model_dir).is_dir()
     assert len([r for r in s.run.read_metrics() if "loss" in r]) == 2

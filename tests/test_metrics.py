@@ -241,6 +241,6 @@ def test_score_unknown_metric_lists_known():
     with pytest.raises(UnknownNameError) as info:
         score(["exact_match", "bleurt"], ["a"], ["a"])
     msg = str(info.value)
-    assert "unknown metric 'bleurt'" in msg
+    assert "unknown reference metric 'bleurt'" in msg
     assert "known: bleu, chrf, contains, exact_match, json_match, json_valid, normalized_match, rouge_l" in msg
     assert isinstance(info.value, KeyError)

@@ -11,17 +11,8 @@ import torch
 
 from ftatlas.models.trained import load_run_or_model
 from ftatlas.objectives import OBJECTIVES
-from ftatlas.pipeline import train
-from ftatlas.resolve import build_recipe
-from tests.conftest import tiny_recipe
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
-
-
-def text_file(tmp_path: Path) -> dict:
-    path = tmp_path / "notes.txt"
-    path.write_text("\n\n".join(f"Paragraph {i}: the river runs past the old mill and the bridge." for i in range(8)))
-    return {"builtin": None, "train": str(path), "eval_split": 0.25, "max_length": 64}
 
 
 # Sample rows per data kind; an objective with a new kind adds a line here.
@@ -30,11 +21,14 @@ DATA = {
     "preference": lambda _: {"builtin": "contacts", "max_length": 128, "max_train": 8},
     "unpaired": lambda _: {"builtin": "contacts", "max_length": 128, "max_train": 8},
     "prompts": lambda _: {"builtin": "ages", "max_train": 8},
-    "text": text_file,
+    "text": lambda notes: {"builtin": None, "max_train": None, "train": str(notes), "eval_split": 0.25,
+                           "max_length": 64},
 }
 # Small settings, given to every objective whose Params has the field.
 SMALL = {"num_generations": 2, "max_completion_length": 6, "rewards": [{"name": "length_penalty", "target": 2}],
          "block_size": 16}
+TRAIN = {"max_steps": 2, "batch_size": 2, "lr": 1e-3, "log_every": 1, "precision": "fp32"}
+EVAL = {"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}}
 
 
 def outputs(model: torch.nn.Module) -> torch.Tensor:
@@ -43,16 +37,20 @@ def outputs(model: torch.nn.Module) -> torch.Tensor:
         return model(input_ids=IDS).logits
 
 
+def objective_run(shared_run, notes_file: Path, name: str, **over):
+    """The matrix run of an objective (LoRA, 2 steps), trained once per session; tests elsewhere that only read
+    such a run share it."""
+    objective = OBJECTIVES.get(name)
+    fields = {k: v for k, v in SMALL.items() if k in objective.Params.model_fields}
+    return shared_run(data=DATA[objective.data_kind](notes_file), objective={"name": name, **fields, **over},
+                      train=TRAIN, eval=EVAL)
+
+
 @pytest.mark.parametrize("name", OBJECTIVES.names())
-def test_objective_trains_saves_reloads_and_evaluates(name, tiny_model_dir, tmp_path):
+def test_objective_trains_saves_reloads_and_evaluates(name, shared_run, notes_file):
     objective = OBJECTIVES.get(name)
     assert objective.data_kind in DATA, f"objective {name}: add sample rows for data_kind {objective.data_kind!r}"
-    fields = {k: v for k, v in SMALL.items() if k in objective.Params.model_fields}
-    recipe = tiny_recipe(tiny_model_dir, tmp_path, data=DATA[objective.data_kind](tmp_path),
-                         objective={"name": name, **fields},
-                         train={"max_steps": 2, "batch_size": 2, "lr": 1e-3, "log_every": 1, "precision": "fp32"},
-                         eval={"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}})
-    s = train(build_recipe(recipe), progress=False)
+    s = objective_run(shared_run, notes_file, name)
 
     assert sorted({r["step"] for r in s.run.read_metrics() if "step" in r} & {1, 2}) == [1, 2]
     assert s.run.adapter_dir.is_dir()  # lora: the adapter alone ...

@@ -160,12 +160,10 @@ def test_trainer_nan_loss_raises_naming_step_and_last_checkpoint(tmp_path):
     assert "step 13" in run.read_metrics()[-1]["error"]
 
 
-def test_grpo_against_a_trained_reward_model(tiny_model_dir, tmp_path):
-    reward = tiny_recipe(tiny_model_dir, tmp_path / "rm", objective={"name": "reward"},
-                         data={"builtin": "contacts", "max_length": 128, "max_train": 8},
-                         train={"max_steps": 1, "batch_size": 2},
-                         eval={"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}})
-    rm = train(build_recipe(reward), progress=False)
+def test_grpo_against_a_trained_reward_model(tiny_model_dir, tmp_path, shared_run, notes_file):
+    from tests.test_objective_matrix import objective_run
+
+    rm = objective_run(shared_run, notes_file, "reward")  # the objective matrix's reward-model run
     r = online_recipe(tiny_model_dir, tmp_path, {"name": "grpo", "rewards": [
         {"name": "reward_model", "path": str(rm.run.path)}]}, max_steps=1)
     session = train(build_recipe(r), progress=False)

@@ -10,12 +10,13 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from ftatlas.chat import ChatSession
-from ftatlas.evaluate.api import evaluate_target
+from ftatlas.evaluate.target import evaluate_target
 from ftatlas.pipeline import train
 from ftatlas.recipe import DecodeSpec
 from ftatlas.resolve import build_recipe
 from ftatlas.runs import RunDir, RunDirError
 from tests.conftest import tiny_recipe
+from tests.test_method_matrix import method_run
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
 
@@ -50,9 +51,9 @@ def test_lora_run_directory_contract_and_plain_peft_reload(tiny_model_dir, tmp_p
     torch.testing.assert_close(logits(reloaded), logits(s.results["fit"].model))
 
 
-@pytest.mark.parametrize("method", [{"name": "full"}, {"name": "freeze", "top_n": 1}])
-def test_full_and_freeze_save_a_plain_model(tiny_model_dir, tmp_path, method):
-    s = run_recipe(tiny_model_dir, tmp_path, method=method, train={"max_steps": 2})
+@pytest.mark.parametrize("method", ["full", "freeze"])
+def test_full_and_freeze_save_a_plain_model(tiny_model_dir, shared_run, method):
+    s = method_run(shared_run, method)  # the method matrix's end-to-end run (freeze: top_n 1)
     assert s.run.model_dir.is_dir() and not s.run.adapter_dir.exists()
     reloaded = AutoModelForCausalLM.from_pretrained(s.run.model_dir)
     torch.testing.assert_close(logits(reloaded), logits(s.results["fit"].model))
@@ -69,8 +70,8 @@ def test_freeze_changes_only_the_chosen_block(tiny_model_dir, tmp_path):
     assert changed and all(k.startswith("model.layers.1.") for k in changed)
 
 
-def test_eval_and_chat_on_a_finished_run(tiny_model_dir, tmp_path, chat_file):
-    s = run_recipe(tiny_model_dir, tmp_path)
+def test_eval_and_chat_on_a_finished_run(shared_run, chat_file):
+    s = method_run(shared_run, "lora")
     result, path = evaluate_target(str(s.run.path), str(chat_file), ["exact_match", "token_f1"],
                                    DecodeSpec(max_new_tokens=4), max_examples=3, progress=False)
     assert path == s.run.path / "eval-chat.json" and result["n"] == 3
@@ -86,10 +87,12 @@ def test_eval_of_a_bare_model_needs_data(tiny_model_dir):
         evaluate_target(str(tiny_model_dir), None, None, DecodeSpec(), progress=False)
 
 
-def test_existing_run_dir_is_not_clobbered(tiny_model_dir, tmp_path):
-    run_recipe(tiny_model_dir, tmp_path, train={"max_steps": 1})
+def test_existing_run_dir_is_not_clobbered(tiny_model_dir, shared_run):
+    run = method_run(shared_run, "lora").run.path
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
     with pytest.raises(RunDirError, match="overwrite"):
-        run_recipe(tiny_model_dir, tmp_path, train={"max_steps": 1})
+        run_recipe(tiny_model_dir, run.parent, train={"max_steps": 1})  # the same output dir and name
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
 
 
 def test_resume_from_checkpoint_continues_the_step_count(tiny_model_dir, tmp_path):

@@ -17,6 +17,7 @@ from ftatlas.pipeline import train
 from ftatlas.recipe import RecipeError
 from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
+from tests.test_objective_matrix import objective_run
 
 FAST = {"eval": {"max_examples": 2, "batch_size": 2, "decode": {"max_new_tokens": 4}}}
 
@@ -32,10 +33,10 @@ def losses(session) -> list[float]:
     return [r["loss"] for r in session.run.read_metrics() if "loss" in r]
 
 
-def test_reference_is_explicit_adapter_or_frozen_copy(tiny_model_dir, tmp_path):
-    lora = run(tiny_model_dir, tmp_path / "a", {"name": "dpo"})
+def test_reference_is_explicit_adapter_or_frozen_copy(tiny_model_dir, tmp_path, shared_run, notes_file):
+    lora = objective_run(shared_run, notes_file, "dpo")  # the objective matrix's LoRA run
     assert "starting adapter" in lora.run.read_json("objective.json")["reference"]
-    full = run(tiny_model_dir, tmp_path / "b", {"name": "dpo", "beta": 0.2}, method={"name": "full"})
+    full = run(tiny_model_dir, tmp_path, {"name": "dpo", "beta": 0.2}, method={"name": "full"})
     assert "frozen copy" in full.run.read_json("objective.json")["reference"]
     assert (full.run.model_dir / "config.json").is_file() and not full.run.adapter_dir.exists()
 
@@ -71,8 +72,8 @@ def test_dpo_nan_loss_stops_naming_step_and_last_good_checkpoint(tiny_model_dir,
     assert "error" in json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
 
 
-def test_reward_model_trains_scores_and_evaluates(tiny_model_dir, tmp_path):
-    s = run(tiny_model_dir, tmp_path, {"name": "reward"})
+def test_reward_model_trains_scores_and_evaluates(shared_run, notes_file):
+    s = objective_run(shared_run, notes_file, "reward")  # the objective matrix's LoRA run
     ev = s.run.read_json("eval.json")
     assert set(ev["metrics"]) == {"pairwise_accuracy", "mean_margin"} and ev["n"] == 2
     assert set(ev["ci95"]) == {"pairwise_accuracy", "mean_margin"} and "mean_margin" in ev["scales"]
@@ -104,11 +105,8 @@ def test_reward_with_full_method_saves_a_reward_model(tiny_model_dir, tmp_path):
     assert len(load_reward_scorer(s.run.path)(["q"], ["a"])) == 1
 
 
-def test_pretrain_packs_text_into_blocks_and_reports_perplexity(tiny_model_dir, tmp_path):
-    text = tmp_path / "notes.txt"
-    text.write_text("\n\n".join(f"Paragraph {i}: the river runs past the old mill and the bridge." for i in range(12)))
-    s = run(tiny_model_dir, tmp_path, {"name": "pretrain", "block_size": 16},
-            data={"builtin": None, "max_train": None, "train": str(text), "eval_split": 0.25, "max_length": 64})
+def test_pretrain_packs_text_into_blocks_and_reports_perplexity(shared_run, notes_file):
+    s = objective_run(shared_run, notes_file, "pretrain")  # the matrix run: block_size 16, a quarter held out
     blocks = s.run.read_json("objective.json")["blocks"]
     assert blocks["train"] >= 9  # 9 paragraphs of ~17 tokens each -> more blocks than documents
     ev = s.run.read_json("eval.json")

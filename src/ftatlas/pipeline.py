@@ -24,7 +24,6 @@ from ftatlas.data.templating import encode_all
 from ftatlas.distributed import from_main, is_main, preset, shards_params, unwrap, world_size, write_presets
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import check_eval_rows, evaluate_rows
-from ftatlas.measure import Measure, PhaseStats
 from ftatlas.methods import ParamCount, count_params
 from ftatlas.methods.qlora import memory_note
 from ftatlas.models import Loaded, require_chat_template, resolve_device, resolve_precision
@@ -34,9 +33,10 @@ from ftatlas.models.trained import load_recipe_base
 from ftatlas.objectives import TrainContext
 from ftatlas.objectives.checkpoints import atomic_checkpoints
 from ftatlas.objectives.tracking import log_heldout, trackers
+from ftatlas.phase_stats import Measure, PhaseStats
 from ftatlas.recipe import AxisSpec, Recipe, dump_recipe
-from ftatlas.report import write_report
 from ftatlas.resolve import resolve
+from ftatlas.run_report import write_report
 from ftatlas.runs import RunDir, RunDirError, default_run_name
 
 console = Console(stderr=True)

@@ -168,7 +168,7 @@ def advise(model: str, data: str, goal: str, device: str = "auto", memory_gb: fl
            time_s: float | None = None, batch_size: int = 8, max_length: int = 1024,
            gradient_checkpointing: bool | None = None, few_shot_k: int = 3) -> Advice:
     """The whole advice, without running anything heavy (``--measure`` is separate)."""
-    from ftatlas.advise.measure import device_throughput
+    from ftatlas.advise.probes import device_throughput
     from ftatlas.models.device import cpu_has_bf16
 
     config = load_config(model)

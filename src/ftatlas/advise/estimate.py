@@ -35,7 +35,7 @@ Time: FLOPs per token = forward ``2N`` (N = matmul parameters of the layers + th
 frozen layers gradients flow through (input gradients only), nothing below; checkpointing adds a
 forward. Seconds per step = a x FLOPs / the device's measured matmul rate at the model's shapes
 + b x elementwise traffic (op count x one fp32 hidden-wide row per token) / the measured memory bandwidth
-+ c x the loss buffers / bandwidth + d; (a, b, c, d) are the device's calibration in ``advise/measure.py``
++ c x the loss buffers / bandwidth + d; (a, b, c, d) are the device's calibration in ``advise/probes.py``
 (CALIBRATION says where they come from).
 """
 
@@ -64,7 +64,7 @@ from ftatlas.models.chunked_ce import vocab_slice_rows
 # together on three bench/advisor_accuracy.py runs (75 rows: SmolLM2-135M with 30 layers, tiny configs with 2 and
 # 4; all within 15%, median 3%, worst 11%) on tcmalloc with pad_multiple 64, loss_chunk 256, the loss buffers kept
 # in a workspace, the head cast a slice at a time and the baseline taken after the heap's free pages are returned
-# (advise/measure.py), peak from VmHWM; README's Accuracy table is a later run. glibc malloc keeps more, and a
+# (advise/probes.py), peak from VmHWM; README's Accuracy table is a later run. glibc malloc keeps more, and a
 # varying amount (ftatlas/allocator.py); CUDA's max_memory_allocated does not see such costs.
 RUNTIME_BYTES = {"cpu": 43 * 2**20, "cuda": 0}
 RUNTIME_BYTES_PER_LAYER = {"cpu": int(0.35 * 2**20), "cuda": 0}

@@ -6,7 +6,7 @@ from typing import Any
 
 from ftatlas import allocator
 from ftatlas.advise.advisor import Advice, Row, candidate_params, load_config
-from ftatlas.advise.measure import dry_run
+from ftatlas.advise.probes import dry_run
 
 
 def _fmt_time(s: float) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ftatlas.arena.spec import ArenaSpec
 from ftatlas.extras import require
-from ftatlas.report import metric_text
+from ftatlas.run_report import metric_text
 from ftatlas.runs import atomic_write
 
 
@@ -153,7 +153,7 @@ def kept_step_text(r: dict[str, Any]) -> str:
 
 
 def write_reports(spec: ArenaSpec, rows: list[dict[str, Any]], root: Path) -> None:
-    from ftatlas.report import markdown_table
+    from ftatlas.run_report import markdown_table
 
     table = table_rows(rows)
     metric = primary_metric(rows)

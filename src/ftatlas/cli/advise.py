@@ -34,7 +34,7 @@ def advise(
     from ftatlas.advise.decision_map import mermaid
     from ftatlas.advise.recipes import write_advice
     from ftatlas.advise.render import measure_candidates, recommendation_lines, summary_lines, table_rows
-    from ftatlas.report import rich_table
+    from ftatlas.run_report import rich_table
 
     try:
         if fmt not in ("text", "mermaid"):

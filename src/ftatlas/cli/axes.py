@@ -50,7 +50,7 @@ def methods_memory(
 ) -> None:
     """Weights / grads / optimizer memory of every method with default params (activations excluded)."""
     from ftatlas.methods.memory import memory_table
-    from ftatlas.report import rich_table
+    from ftatlas.run_report import rich_table
 
     try:
         rows = memory_table(model, optimizer)

@@ -60,7 +60,7 @@ def eval_cmd(
     With --harness TASKS, lm-eval's HF backend scores the run's model (base + adapter, or its full weights)
     on lm-eval tasks, with the run's chat template applied, and writes eval_harness.json.
     """
-    from ftatlas.evaluate.api import evaluate_target
+    from ftatlas.evaluate.target import evaluate_target
 
     if harness is not None:
         clash = [f for f, v in (("--data", data), ("--metrics", metrics), ("--context", context), ("--ctx", ctx),

@@ -52,7 +52,7 @@ def rag_query(
 ) -> None:
     """Show the top-k passages for a question, with scores and each retriever's rank."""
     from ftatlas.context.retrieval.retrieve import Retriever
-    from ftatlas.report import rich_table
+    from ftatlas.run_report import rich_table
 
     try:
         retriever = Retriever(index)
@@ -74,7 +74,7 @@ def rag_eval(
 ) -> None:
     """Retrieval quality: recall@1, recall@k and MRR@10 for dense, BM25 and hybrid, side by side."""
     from ftatlas.context.retrieval.evaluation import evaluate_retrieval, load_probes
-    from ftatlas.report import rich_table
+    from ftatlas.run_report import rich_table
 
     try:
         probes = load_probes(data)

@@ -15,7 +15,7 @@ def quickstart(overrides: Overrides = None) -> None:
     """Base vs LoRA SFT on the built-in task with the embedded SmolLM2-135M: a measured before/after."""
     from ftatlas.pipeline import train
     from ftatlas.quickstart import quickstart_recipe
-    from ftatlas.report import comparison_rows, rich_table
+    from ftatlas.run_report import comparison_rows, rich_table
 
     try:
         recipe = quickstart_recipe(["output.overwrite=true", *(overrides or [])])
@@ -36,8 +36,8 @@ def train_cmd(
 ) -> None:
     """Train from a recipe; writes weights, metrics.jsonl, eval.json and report.md into the run dir."""
     from ftatlas.pipeline import train
-    from ftatlas.report import comparison_rows, rich_table
     from ftatlas.resolve import load_recipe
+    from ftatlas.run_report import comparison_rows, rich_table
 
     try:
         recipe = load_recipe(recipe_file, overrides)
@@ -71,7 +71,7 @@ def arena(
     from ftatlas.arena import load_arena, run_arena
     from ftatlas.arena.report import table_rows
     from ftatlas.arena.runner import run_locally
-    from ftatlas.report import rich_table
+    from ftatlas.run_report import rich_table
 
     try:
         spec = load_arena(arena_file)

@@ -13,7 +13,7 @@ from ftatlas.extras import require
 from ftatlas.registry import Registry
 
 Metric = Callable[[str, str], float]
-METRICS: Registry[Metric] = Registry("metric")
+METRICS: Registry[Metric] = Registry("reference metric")
 
 _PUNCT = str.maketrans("", "", string.punctuation)
 

@@ -82,7 +82,7 @@ class ModelMetric:
     rows: str | None = None  # "pairs": scores chosen/rejected pairs only (preference metrics)
 
 
-MODEL_METRICS: Registry[ModelMetric] = Registry("metric")
+MODEL_METRICS: Registry[ModelMetric] = Registry("model metric")
 
 
 def register(name: str, **options: Any) -> Callable[[Callable[[EvalBatch], MetricResult]], Callable]:

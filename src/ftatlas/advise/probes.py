@@ -140,7 +140,7 @@ class StepTimer(TrainerCallback):
 
 
 def _baseline(device: str) -> int:
-    from ftatlas.measure import rss_bytes
+    from ftatlas.phase_stats import rss_bytes
 
     gc.collect()
     release_free_memory()  # free heap left by loading would be a hidden credit the first allocations draw on
@@ -152,8 +152,8 @@ def _baseline(device: str) -> int:
 
 def run_steps(recipe_data: dict[str, Any]) -> dict[str, Any]:
     """Train ``recipe_data`` for its ``train.max_steps`` in this process; memory delta and step times."""
-    from ftatlas.measure import Measure
     from ftatlas.objectives import TrainContext
+    from ftatlas.phase_stats import Measure
     from ftatlas.pipeline import prepare
     from ftatlas.resolve import build_recipe
 
@@ -188,7 +188,7 @@ def dry_run(recipe_data: dict[str, Any], steps: int = 3, timeout: float = 600) -
         data.setdefault("train", {}).update({"max_steps": steps, "log_every": 1, "save_every": 0, "eval_every": 0})
         data["output"] = {"dir": out, "name": "dry-run", "overwrite": True}
         try:
-            proc = subprocess.run([sys.executable, "-m", "ftatlas.advise.measure"], input=json.dumps(data),
+            proc = subprocess.run([sys.executable, "-m", "ftatlas.advise.probes"], input=json.dumps(data),
                                   capture_output=True, text=True, timeout=timeout, env=preload_env())
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s"}

@@ -11,9 +11,9 @@ from ftatlas.data.readers import read_file
 from ftatlas.data.splits import load_splits
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import evaluate_rows
-from ftatlas.measure import Measure
 from ftatlas.models.device import resolve_precision
 from ftatlas.models.trained import load_run_or_model
+from ftatlas.phase_stats import Measure
 from ftatlas.recipe import DecodeSpec, EvalSpec
 from ftatlas.runs import atomic_write
 

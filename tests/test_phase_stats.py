@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from ftatlas.measure import Measure, peak_rss_bytes, reset_peak_rss
+from ftatlas.phase_stats import Measure, peak_rss_bytes, reset_peak_rss
 
 
 def spike(mib: int) -> None:
