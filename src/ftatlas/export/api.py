@@ -13,7 +13,7 @@ from ftatlas.allocator import release_free_memory
 from ftatlas.export.formats import Artifact, Consumer, Exporter, get_exporter
 from ftatlas.export.parity import Heldout, as_dict, drops, heldout, logit_parity, prompt_ids, run_reference, score
 from ftatlas.export.source import Source, load_source
-from ftatlas.measure import Measure, rss_bytes
+from ftatlas.phase_stats import Measure, rss_bytes
 from ftatlas.runs import atomic_write
 
 PARITY_PROMPTS = 8  # held-out prompts whose every-position logits are compared
