@@ -1,26 +1,36 @@
-"""Side by side: TRL SFTTrainer + PEFT (their defaults) vs ftatlas SFT on SmolLM2-135M, same tokens, same order.
+"""Side by side on SmolLM2-135M, same tokens: TRL SFTTrainer (+ PEFT for LoRA) with its defaults, TRL configured
+as an expert would on this CPU (with and without gradient checkpointing), and ftatlas SFT with its defaults.
 
 Data: a deterministic mixed-length chat set (``chat_rows``: rendered lengths ~30 to ~1000 tokens,
 log-normal like real instruction data, answers 60-80% of each row), tokenized once by ftatlas'
-templating; both trainers get exactly those token ids and loss masks (TRL as a pre-tokenized dataset
-with ``labels``), the same batch size, learning rate, schedule and sequential order, so step k of
-each side sees the same rows. Everything else is each side's default: TRL pads every batch,
-checkpoints activations and runs its fused LM head with entropy/accuracy metrics; ftatlas packs
-padding-free with per-sequence attention and its chunked loss, checkpoints activations too (its default,
-like TRL's) and (LoRA) keeps the frozen base weights in bf16. LoRA is r=16, alpha=32, all-linear,
-dropout 0 (PEFT's default) on both sides.
+templating; every side gets exactly those token ids and loss masks (TRL as a pre-tokenized dataset
+with ``labels``), the same learning rate and schedule.
 
-Each (side, repetition) runs in a fresh subprocess, alternating TRL/ftatlas, so the peak RSS of one
-side is not inherited by the other (one process cannot separate two peaks); both sides run on the heap
-allocator the ``ftatlas`` command uses (``ftatlas.allocator``: tcmalloc where installed). Per-step wall time and
-non-padding tokens are recorded by a callback; tokens/s is the median over the steps after warm-up
-of all repetitions. TFLOP/s counts 4*N (LoRA: forward + input-gradient backward) or 6*N (full) per
-token, N = all parameters (tied head once), plus causal attention 2*L*d*n^2 (forward; x2 LoRA, x3
-full backward included) per sequence of n tokens, and is compared with a bf16 ``torch.mm`` ceiling
-measured at the start of the same run.
+* ``trl``: TRL's defaults: padded batches of ``--batch`` rows in order, gradient checkpointing on, bf16, its
+  fused LM head with entropy/accuracy metrics; so step k sees the same rows as ftatlas' step k.
+* ``trl-expert-gc`` / ``trl-expert``: ``packing=True`` with ``packing_strategy="bfd"`` (best-fit decreasing,
+  padding-free rows with per-sequence position ids) to ``max_length`` 1024 (the longest row), ``bf16``,
+  ``use_cpu``, checkpointing on / off, and as many packed rows per step as carry the tokens of one ftatlas
+  step (``expert_batch``). Packing regroups rows, so its steps hold other rows than the other sides' steps:
+  compare its loss by the mean over steps, not step by step.
+* ``ftatlas``: its defaults: padding-free packing with per-sequence attention, the chunked loss, the bf16
+  frozen base (LoRA) and ``gradient_checkpointing: auto`` decided from memory as ``ftatlas train`` does
+  (``checkpointing_plan``; off on a machine with GiBs free). LoRA is r=16, alpha=32, all-linear, dropout 0.
 
-    flock /tmp/ftatlas-heavy.lock python bench/train_throughput.py             # lora and full, ~10 min
-    python bench/train_throughput.py --modes lora --reps 1 --set gradient_checkpointing=false   # an ablation
+Each (side, repetition) runs in a fresh subprocess, so the peak RSS of one side is not inherited by the
+other (one process cannot separate two peaks); all sides run on the heap allocator the ``ftatlas``
+command uses (``ftatlas.allocator``: tcmalloc where installed). Per-step wall time and non-padding tokens
+are recorded by a callback; tokens/s is the median over the steps after warm-up of all repetitions.
+TFLOP/s counts 4*N (LoRA: forward + input-gradient backward) or 6*N (full) per token, N = all parameters
+(tied head once), plus causal attention 2*L*d*n^2 (forward; x2 LoRA, x3 full backward included) per
+sequence of n tokens, and is compared with a bf16 ``torch.mm`` ceiling measured at the start of the same run
+(not for the packed expert sides, whose per-step sequences are not tracked). Targets (issue #19): ftatlas
+>= 1.3x the faster TRL expert in non-pad tokens/s at equal loss; peak RSS <= 0.6x TRL's defaults.
+
+    flock /tmp/ftatlas-heavy.lock python bench/train_throughput.py --modes lora --reps 1   # 4 sides, ~7 min
+    flock /tmp/ftatlas-heavy.lock python bench/train_throughput.py --modes full --reps 1   # adds to the json
+    python bench/train_throughput.py --modes lora --reps 1 --set gradient_checkpointing=true   # an ablation
+    python bench/train_throughput.py --ablate --modes lora        # ftatlas variants, one piece off at a time
 """
 
 from __future__ import annotations
@@ -93,18 +103,43 @@ def step_recorder():  # noqa: ANN201
 
 
 def trl_trainer(model, tok, data: list[dict], mode: str, a: argparse.Namespace, out: str):  # noqa: ANN001, ANN201
+    """TRL's defaults (padded batches, checkpointing on, bf16); ``trl-expert*``: what an expert sets on this CPU:
+    best-fit-decreasing packing (padding-free, per-sequence positions) to the data's longest row, bf16, use_cpu,
+    checkpointing on (``trl-expert-gc``) or off (``trl-expert``), and as many packed rows per step as give the
+    tokens of ftatlas' step (``expert_batch``)."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    cfg = SFTConfig(output_dir=out, max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
-                    learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1,
-                    report_to="none", save_strategy="no", use_cpu=True, train_sampling_strategy="sequential",
-                    include_num_input_tokens_seen="non_padding", disable_tqdm=True)
+    fields = dict(per_device_train_batch_size=a.batch)
+    if a.worker.startswith("trl-expert"):
+        fields = dict(packing=True, packing_strategy="bfd", max_length=EXPERT_MAX_LENGTH, bf16=True,
+                      gradient_checkpointing=a.worker == "trl-expert-gc",
+                      per_device_train_batch_size=expert_batch(data, a))
+    cfg = SFTConfig(output_dir=out, max_steps=a.warmup + a.steps, learning_rate=a.lr, lr_scheduler_type="constant",
+                    warmup_steps=0, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+                    train_sampling_strategy="sequential", include_num_input_tokens_seen="non_padding",
+                    disable_tqdm=True, **fields)
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     peft = lora if mode == "lora" else None
     return SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(data), processing_class=tok,
                       peft_config=peft)
+
+
+EXPERT_MAX_LENGTH = 1024  # the longest rendered row fits: packing never splits a sequence
+
+
+def expert_batch(data: list[dict], a: argparse.Namespace) -> int:
+    """Packed rows per step for the TRL expert side: as many as carry the tokens of one ftatlas step (batch
+    rows), measured by packing the data the way TRL will (its own ``pack_dataset``, best-fit decreasing)."""
+    from datasets import Dataset
+    from trl.data_utils import pack_dataset
+
+    steps = a.warmup + a.steps
+    step_tokens = sum(len(r["input_ids"]) for r in data[: a.batch * steps]) / steps
+    packed = pack_dataset(Dataset.from_list(data), EXPERT_MAX_LENGTH, "bfd")
+    per_row = sum(len(r) for r in packed["input_ids"]) / len(packed)
+    return max(1, round(step_tokens / per_row))
 
 
 def ftatlas_trainer(model, tok, convs: list, mode: str, a: argparse.Namespace, out: str):  # noqa: ANN001, ANN201
@@ -119,12 +154,26 @@ def ftatlas_trainer(model, tok, convs: list, mode: str, a: argparse.Namespace, o
              "warmup": 0, "log_every": 1}
     recipe = build_recipe({"data": {"builtin": "contacts", "max_length": 1024}, "method": method, "train": train,
                            "output": {"dir": out, "name": "ft", "overwrite": True}}, a.set)
+    precision = resolve_precision(recipe.train.precision, "cpu")
+    decision = checkpointing_plan(recipe, model, tok, convs, precision.autocast is not None)
     model = METHODS.get(recipe.method.name)().apply(model, recipe.method_params())
     trainer = OBJECTIVES.get("sft")().build(TrainContext(
-        recipe, model, tok, convs, [], RunDir.create(out, "ft", True), "cpu",
-        resolve_precision(recipe.train.precision, "cpu"), False))
+        recipe, model, tok, convs, [], RunDir.create(out, "ft", True), "cpu", precision, False,
+        checkpointing=decision.on))
+    trainer.ftatlas_checkpointing = decision.reason
     trainer.args.train_sampling_strategy = "sequential"  # same order as the TRL side (the data is pre-shuffled)
     return trainer
+
+
+def checkpointing_plan(recipe, model, tok, convs: list, autocast: bool):  # noqa: ANN001, ANN201
+    """``gradient_checkpointing: auto`` decided as ``ftatlas train`` decides it (pipeline.checkpointing_decision):
+    from the memory estimate of these rows against the memory available."""
+    from ftatlas.advise.checkpointing import plan_checkpointing
+    from ftatlas.data.templating import encode_all
+
+    enc, stats = encode_all(tok, convs, recipe.data.max_length, recipe.data.train_on)
+    return plan_checkpointing(recipe, model.config, [len(e.input_ids) for e in enc], stats.loss_tokens, "cpu",
+                              autocast)
 
 
 def worker(a: argparse.Namespace) -> None:
@@ -135,17 +184,21 @@ def worker(a: argparse.Namespace) -> None:
     from ftatlas.models.loading import load_model
 
     torch.manual_seed(0)
-    data, convs, tok = encoded(a.batch * (a.warmup + a.steps))
+    n = a.batch * (a.warmup + a.steps)
+    data, convs, tok = encoded(2 * n if a.worker.startswith("trl-expert") else n)  # packing: enough rows to fill
     model = load_model("smollm2-135m").model
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as out:
-        build = trl_trainer if a.worker == "trl" else ftatlas_trainer
-        trainer = build(model, tok, data if a.worker == "trl" else convs, a.mode, a, out)
+        build = ftatlas_trainer if a.worker == "ftatlas" else trl_trainer
+        trainer = build(model, tok, convs if a.worker == "ftatlas" else data, a.mode, a, out)
         steps = step_recorder()
         trainer.add_callback(steps)
         trainer.train()
     print(json.dumps({"side": a.worker, "mode": a.mode, "steps": steps.rows, "n_params": n_params,
+                      "checkpointing": getattr(trainer, "ftatlas_checkpointing", None)
+                      or ("on" if trainer.args.gradient_checkpointing else "off"),
+                      "batch": trainer.args.per_device_train_batch_size,
                       "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "loaded_rss_kib": rss_loaded}))
 
@@ -190,47 +243,73 @@ def attention_flops(lengths: list[int], layers: int = 30, hidden: int = 576) -> 
     return sum(2.0 * layers * hidden * n * n for n in lengths)
 
 
+SIDES = ("trl", "trl-expert-gc", "trl-expert", "ftatlas")
+LABELS = {"trl": "TRL defaults", "trl-expert-gc": "TRL expert (bfd packing, bf16, checkpointing on)",
+          "trl-expert": "TRL expert (bfd packing, bf16, checkpointing off)", "ftatlas": "ftatlas defaults"}
+
+
 def summarise(mode: str, runs: dict[str, list[dict]], a: argparse.Namespace, ceiling: float) -> dict:
     data, _, _ = encoded(a.batch * (a.warmup + a.steps))
     lengths = [len(r["input_ids"]) for r in data]
-    out = {}
+    out: dict = {}
     for side, reps in runs.items():
         measured = [(i, s) for r in reps for i, s in enumerate(r["steps"]) if i >= a.warmup]
         per_step = [s["tokens"] / s["s"] for _, s in measured]
         n = reps[0]["n_params"]
         k, attn_k = (4, 2) if mode == "lora" else (6, 3)
-        flops = [(k * n * s["tokens"] + attn_k * attention_flops(lengths[i * a.batch:(i + 1) * a.batch])) / s["s"]
-                 for i, s in measured]
+        # packed TRL steps hold other rows than step i of the row order: their attention work is not known here
+        flops = None if side.startswith("trl-expert") else statistics.median(
+            (k * n * s["tokens"] + attn_k * attention_flops(lengths[i * a.batch:(i + 1) * a.batch])) / s["s"]
+            for i, s in measured) / 1e12
         last = [r["steps"][-1].get("loss") for r in reps]
-        out[side] = {"tokens_per_s": statistics.median(per_step), "tflops": statistics.median(flops) / 1e12,
+        out[side] = {"tokens_per_s": statistics.median(per_step), "tflops": flops,
                      "peak_rss_gib": statistics.median(r["peak_rss_kib"] for r in reps) / 2**20,
                      "loaded_rss_gib": statistics.median(r["loaded_rss_kib"] for r in reps) / 2**20,
                      "final_loss": statistics.mean(x for x in last if x is not None),
-                     "mean_loss": statistics.mean(s.get("loss", float("nan")) for r in reps for s in r["steps"]),
-                     "tokens_per_step": statistics.mean(s["tokens"] for _, s in measured)}
-    t, f = out["trl"], out["ftatlas"]
-    out["ratio"] = {"tokens_per_s": f["tokens_per_s"] / t["tokens_per_s"],
-                    "peak_rss": f["peak_rss_gib"] / t["peak_rss_gib"],
-                    "loss_delta": abs(f["final_loss"] - t["final_loss"]) / t["final_loss"],
-                    "ceiling_tflops": ceiling}
+                     "mean_loss": statistics.mean(s["loss"] for r in reps for s in r["steps"] if "loss" in s),
+                     "tokens_per_step": statistics.mean(s["tokens"] for _, s in measured),
+                     "batch": reps[0].get("batch"), "checkpointing": reps[0].get("checkpointing")}
+    f = out["ftatlas"]
+    ratio: dict = {"ceiling_tflops": ceiling}
+    if "trl" in out:
+        t = out["trl"]
+        ratio |= {"tokens_per_s": f["tokens_per_s"] / t["tokens_per_s"],
+                  "peak_rss": f["peak_rss_gib"] / t["peak_rss_gib"],
+                  "loss_delta": abs(f["final_loss"] - t["final_loss"]) / t["final_loss"]}
+    experts = [s for s in ("trl-expert-gc", "trl-expert") if s in out]
+    if experts:
+        best = max(experts, key=lambda s: out[s]["tokens_per_s"])
+        ratio |= {"expert_best": best, "tokens_per_s_vs_expert": f["tokens_per_s"] / out[best]["tokens_per_s"],
+                  "peak_rss_vs_expert": f["peak_rss_gib"] / out[best]["peak_rss_gib"],
+                  "mean_loss_delta_vs_expert": abs(f["mean_loss"] - out[best]["mean_loss"]) / out[best]["mean_loss"]}
+    out["ratio"] = ratio
     return out
 
 
 def markdown(results: dict, a: argparse.Namespace, ceiling: float) -> str:
-    lines = [f"bf16 torch.mm ceiling: {ceiling:.2f} TFLOP/s; batch {a.batch}, {a.warmup} warm-up + {a.steps} measured "
-             f"steps x {a.reps} repetitions per side" + (f"; ftatlas --set {' '.join(a.set)}" if a.set else ""), "",
-             "| mode | side | non-pad tokens/s | TFLOP/s (% of mm) | peak RSS | loss after last step |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"bf16 torch.mm ceiling: {ceiling:.2f} TFLOP/s; {a.warmup} warm-up + {a.steps} measured steps x {a.reps} "
+             "repetition(s) per side" + (f"; ftatlas --set {' '.join(a.set)}" if a.set else ""), "",
+             "| mode | side | rows/step | tokens/step | checkpointing | non-pad tokens/s | TFLOP/s (% of mm) "
+             "| peak RSS | loss after last step | mean loss over steps |", "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, r in results.items():
-        for side in ("trl", "ftatlas"):
+        for side in SIDES:
+            if side not in r:
+                continue
             s = r[side]
-            label = ("TRL+PEFT" if mode == "lora" else "TRL") if side == "trl" else "ftatlas"
-            lines.append(f"| {mode} | {label} | {s['tokens_per_s']:,.0f} | "
-                         f"{s['tflops']:.3f} ({100 * s['tflops'] / ceiling:.1f}%) | {s['peak_rss_gib']:.2f} GiB | "
-                         f"{s['final_loss']:.4f} |")
+            fl = "-" if s["tflops"] is None else f"{s['tflops']:.3f} ({100 * s['tflops'] / ceiling:.1f}%)"
+            rows = f"{s['batch']} packed" if side.startswith("trl-expert") else s["batch"]
+            gc = str(s["checkpointing"]).split(":")[0]
+            lines.append(f"| {mode} | {LABELS[side]} | {rows} | {s['tokens_per_step']:,.0f} | {gc} | "
+                         f"{s['tokens_per_s']:,.0f} | {fl} | {s['peak_rss_gib']:.2f} GiB | {s['final_loss']:.4f} | "
+                         f"{s['mean_loss']:.4f} |")
         x = r["ratio"]
-        lines.append(f"| {mode} | **ratio** | **{x['tokens_per_s']:.2f}x** (target >= 2.0) | | "
-                     f"**{x['peak_rss']:.2f}x** (target <= 0.6) | **{100 * x['loss_delta']:.2f}%** (target <= 1%) |")
+        if "tokens_per_s" in x:
+            lines.append(f"| {mode} | **ftatlas / TRL defaults** | | | | **{x['tokens_per_s']:.2f}x** | | "
+                         f"**{x['peak_rss']:.2f}x** (target <= 0.6) | **{100 * x['loss_delta']:.2f}%** | |")
+        if "tokens_per_s_vs_expert" in x:
+            lines.append(f"| {mode} | **ftatlas / fastest TRL expert ({x['expert_best']})** | | | | "
+                         f"**{x['tokens_per_s_vs_expert']:.2f}x** (target >= 1.3) | | "
+                         f"**{x['peak_rss_vs_expert']:.2f}x** | | {100 * x['mean_loss_delta_vs_expert']:.2f}% |")
     return "\n".join(lines)
 
 
@@ -281,7 +360,8 @@ def main() -> None:
     p.add_argument("--ablate", action="store_true", help="ftatlas variants only (first mode), no TRL")
     p.add_argument("--only", default="", help="with --ablate: variants whose names start with these "
                    "(comma-separated; the default always runs), e.g. pad_multiple,packing")
-    p.add_argument("--worker", choices=["trl", "ftatlas"], help=argparse.SUPPRESS)
+    p.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
+    p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     a = p.parse_args()
     a.set = [s if s.startswith("train.") else f"train.{s}" for s in a.set]
     if a.worker:
@@ -293,17 +373,21 @@ def main() -> None:
     print(f"bf16 torch.mm ceiling {ceiling:.2f} TFLOP/s", flush=True)
     results = {}
     for mode in a.modes.split(","):
-        runs: dict[str, list[dict]] = {"trl": [], "ftatlas": []}
+        sides = [s for s in SIDES if s in a.sides.split(",")]
+        runs: dict[str, list[dict]] = {s: [] for s in sides}
         for rep in range(a.reps):
-            for side in (("trl", "ftatlas") if rep % 2 == 0 else ("ftatlas", "trl")):
+            for side in (sides if rep % 2 == 0 else sides[::-1]):
                 runs[side].append(run_side(side, mode, a))
         results[mode] = summarise(mode, runs, a, ceiling)
-    md = markdown(results, a, ceiling)
-    print(md)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "" if not a.set else "-" + "-".join(s.removeprefix("train.").replace("=", "_") for s in a.set)
+    out = RESULTS / f"train_throughput{tag}.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {}  # modes run in separate calls add up
+    results = {m: r for m, r in (previous | results).items() if "ftatlas" in r and "ratio" in r}
+    md = markdown(results, a, ceiling)
+    print(md)
     (RESULTS / f"train_throughput{tag}.md").write_text(md + "\n")
-    (RESULTS / f"train_throughput{tag}.json").write_text(json.dumps(results, indent=1) + "\n")
+    out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -42,12 +42,12 @@ def test_auto_budget_trains_small_label_sets_for_more_epochs_and_large_sets_once
     assert f"{TARGET_LOSS_TOKENS:,}" in labels.reason and "early stopping" in labels.reason
 
 
-def test_auto_eval_interval_is_about_ten_passes_and_at_most_four_an_epoch():
+def test_auto_eval_interval_is_about_ten_passes_and_at_most_two_an_epoch():
     t = TrainSpec()
     labels = plan_budget(t, 40, 900, True)  # 400 steps planned
     assert labels.eval_every == 40
-    records = plan_budget(t, 50, 10_400, True)  # 50 steps: 4 an epoch at most
-    assert records.eval_every == 13
+    records = plan_budget(t, 50, 10_400, True)  # 50 steps: 2 an epoch at most
+    assert records.eval_every == 25
     assert plan_budget(t, 1, 10, True).eval_every == 1 and plan_budget(t, 1, 10, True).epochs == MAX_AUTO_EPOCHS
 
 

@@ -156,3 +156,46 @@ def test_dpo_on_a_pairs_file_then_eval_and_merge(tiny_model_dir, tmp_path):
 def test_objectives_across_methods(tiny_model_dir, tmp_path, objective, method):
     s = run(tiny_model_dir, tmp_path, {"name": objective}, method=method)
     assert len(losses(s)) == 2 and s.run.weights_dir().is_dir()
+
+
+def _random_pairs(n: int, seed: int) -> list[dict]:
+    """Codes with a random preferred word: nothing generalises, so held-out DPO loss rises once pairs are learnt."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["amber", "birch", "cloud", "delta", "ember", "frost", "grove", "heron", "iris", "jade", "kelp", "lumen"]
+    rows = []
+    for _ in range(n):
+        chosen, rejected = rng.sample(words, 2)
+        rows.append({"prompt": [{"role": "user", "content": f"Code {rng.randrange(10**6)}?"}],
+                     "chosen": [{"role": "assistant", "content": chosen}],
+                     "rejected": [{"role": "assistant", "content": rejected}]})
+    return rows
+
+
+def test_dpo_early_stopping_when_asked_keeps_the_best_held_out_loss(tiny_model_dir, tmp_path):
+    train_file, eval_file = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    for path, rows in ((train_file, _random_pairs(16, 1)), (eval_file, _random_pairs(8, 2))):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = run(tiny_model_dir, tmp_path, {"name": "dpo", "beta": 0.5},
+            data={"builtin": None, "max_train": None, "train": str(train_file), "eval": str(eval_file),
+                  "max_length": 64},
+            train={"max_steps": -1, "epochs": 12, "early_stopping": True, "eval_every": 2, "patience": 2,
+                   "batch_size": 4, "lr": 3e-2, "scheduler": "constant", "warmup": 0, "log_every": 1,
+                   "precision": "fp32"},
+            eval={"max_examples": 8, "batch_size": 4, "decode": {"max_new_tokens": 2}})
+    rows = s.run.read_metrics()
+    kept = s.results["plan"]["kept"]
+    curve = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r and "kept_step" not in r]
+    during = curve[:-1]  # the last line scores the weights the run kept
+    best_step, best = min(during, key=lambda c: c[1])
+    assert kept["stopped_early"] and kept["step"] == best_step < kept["last_step"] < 48  # 12 epochs x 4 steps
+    assert during[-1][1] > best  # it overfitted past the kept step
+    assert curve[-1][1] == pytest.approx(best, rel=1e-4)  # and the trainer holds the best weights again
+
+
+def test_preference_objectives_keep_auto_early_stopping_off_and_train_one_epoch(tiny_model_dir, tmp_path):
+    s = run(tiny_model_dir, tmp_path, {"name": "orpo"}, train={"max_steps": -1, "batch_size": 4, "precision": "fp32"},
+            data={"builtin": "contacts", "max_length": 128, "max_train": 8})
+    budget = s.results["plan"]["budget"]
+    assert not budget["early_stopping"] and budget["epochs"] == 1 and budget["eval_every"] == 0

@@ -138,7 +138,7 @@ class TrainSpec(Strict):
     log_every: int = Field(5, ge=1, description="steps between metrics.jsonl lines")
     eval_every: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="steps between eval-loss passes; 0 = at the end only; auto = ~10 passes over "
-        "the budget (at most 4 an epoch) with early stopping, else 0")
+        "the budget (at most 2 an epoch) with early stopping, else 0")
     save_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only the final model")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
     report_to: list[str] = Field(

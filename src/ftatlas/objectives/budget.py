@@ -1,7 +1,7 @@
 """The training budget: ``train.epochs: auto`` and early stopping on held-out loss.
 
 The rule, in one sentence: **train whole epochs until the model has seen ~8k loss-carrying tokens (at least
-1 epoch, at most 10 and 2000 optimizer steps), evaluate held-out loss ~10 times over that budget (at most 4
+1 epoch, at most 10 and 2000 optimizer steps), evaluate held-out loss ~10 times over that budget (at most 2
 times an epoch), stop after ``patience`` evaluations without an improvement of more than 0.001 and keep the
 best weights.**
 
@@ -30,7 +30,9 @@ TARGET_LOSS_TOKENS = 8192
 MAX_AUTO_EPOCHS = 10
 MAX_AUTO_STEPS = 2000
 EVALS_PER_BUDGET = 10
-MAX_EVALS_PER_EPOCH = 4
+# Two an epoch, not more: a one-epoch budget cannot stop early at patience 3 anyway, and each pass (plus the
+# best-checkpoint save after it) cost ~4 s of the quickstart's 50 steps (four passes: ~16 s of 166).
+MAX_EVALS_PER_EPOCH = 2
 # An evaluation "improves" only by more than this (nats per loss token): a loss creeping down by 1e-4 on a
 # learned task would otherwise keep a run going to the end of its budget (measured on bench/advice_tasks.py
 # tickets: held-out loss 6e-4 -> 3e-4 between evaluations, exact match already saturated).

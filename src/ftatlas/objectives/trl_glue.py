@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from ftatlas.data.token_cache import file_backed
 from ftatlas.distributed import main_process_first
 from ftatlas.methods import METHODS, Method
 from ftatlas.objectives.base import TrainContext, training_arguments
+from ftatlas.objectives.budget import Budget, early_stopping_callbacks, plan_budget
 from ftatlas.objectives.callbacks import HeapTrim, MetricsLogger, ProgressBar
 from ftatlas.recipe import DataSpec
 
@@ -64,9 +66,11 @@ def refuse_methods(recipe: Any, trainer: str, why: str, cannot: Callable[[type[M
                      + why.format(trainer=trainer, method=recipe.method.name) + f"; use one of {', '.join(able)}")
 
 
-def trl_args(ctx: TrainContext, args_class: type[TrainingArguments], has_eval: bool, **fields: Any) -> Any:
-    """A TRL config carrying the recipe's settings plus the objective's own ``fields``."""
-    return training_arguments(ctx, has_eval, args_class=args_class,
+def trl_args(ctx: TrainContext, args_class: type[TrainingArguments], has_eval: bool, budget: Budget | None = None,
+             **fields: Any) -> Any:
+    """A TRL config carrying the recipe's settings plus the objective's own ``fields`` (``budget``: see
+    ``training_arguments``)."""
+    return training_arguments(ctx, has_eval, args_class=args_class, budget=budget,
                               gradient_checkpointing=ctx.recipe.checkpointing() if ctx.checkpointing is None
                               else ctx.checkpointing,
                               max_length=ctx.recipe.data.max_length, **fields)
@@ -139,7 +143,18 @@ def preference_trainer(ctx: TrainContext, config_class: type[TrainingArguments],
         extra["ref_model"], notes["reference"] = reference_for(ctx, precompute)
     data = ctx.recipe.data
     train, held = to_dataset(ctx.train_rows, data=data), to_dataset(ctx.eval_rows, ctx.recipe.eval.max_examples, data)
-    args = trl_args(ctx, config_class, held is not None, **fields)
+    budget = preference_budget(ctx, held is not None)
+    args = trl_args(ctx, config_class, held is not None, budget=budget, **fields)
     trainer = trainer_class(model=ctx.model, args=args, train_dataset=train, eval_dataset=held,
-                            processing_class=ctx.tokenizer, **extra)
+                            processing_class=ctx.tokenizer, callbacks=early_stopping_callbacks(budget), **extra)
     return finish(trainer, ctx, {"objective": ctx.recipe.objective.name, **notes})
+
+
+def preference_budget(ctx: TrainContext, has_eval: bool) -> Budget:
+    """The budget of a TRL preference trainer. Its rows carry no loss-token count, so ``epochs: auto`` is one
+    epoch and early stopping stays off unless ``train.early_stopping: true`` asks for it: then transformers'
+    EarlyStoppingCallback on the trainer's held-out loss (the DPO/KTO/ORPO/CPO/reward loss of the eval pairs),
+    with the best weights restored, as for SFT."""
+    t = ctx.recipe.train
+    steps = math.ceil(len(ctx.train_rows) / (t.batch_size * t.grad_accum))
+    return plan_budget(t, steps, None, has_eval, stoppable=t.early_stopping is True)
