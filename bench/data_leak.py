@@ -28,13 +28,19 @@ RESULTS = ROOT / "bench" / "results"
 METRICS = ("contains", "normalized_match")
 
 
-def subset_scores(cell_dir: Path, leaked: set[str]) -> dict[str, dict[str, float]]:
-    """Mean of each metric over the leaked and the never-seen held-out rows, from the cell's eval.json."""
-    examples = json.loads((cell_dir / "eval.json").read_text())["examples"]
+def subset_scores(cell_dir: Path, held: list[dict], leaked: set[int]) -> dict[str, dict[str, float]]:
+    """Each metric's mean over the leaked and the never-seen held-out rows (1-based lines of eval.jsonl), from
+    every prediction in the cell's eval.json, scored by the same metric functions as the arena."""
+    from ftatlas.evaluate.metrics import contains, normalized_match
+
+    score = {"contains": contains, "normalized_match": normalized_match}
+    preds = json.loads((cell_dir / "eval.json").read_text())["predictions"]
     out: dict[str, dict[str, float]] = {}
-    for part, rows in (("leaked", [e for e in examples if e["prompt"] in leaked]),
-                       ("unseen", [e for e in examples if e["prompt"] not in leaked])):
-        out[part] = {m: round(sum(e["scores"][m] for e in rows) / len(rows), 4) if rows else 0.0 for m in METRICS}
+    for part, want in (("leaked", True), ("unseen", False)):
+        rows = [(p["prediction"], held[int(p["source"].rsplit(":", 1)[1]) - 1]["messages"][-1]["content"])
+                for p in preds if (int(p["source"].rsplit(":", 1)[1]) in leaked) == want]
+        out[part] = {m: round(sum(score[m](p, r) for p, r in rows) / len(rows), 4) if rows else 0.0
+                     for m in METRICS}
         out[part]["n"] = len(rows)
     return out
 
@@ -54,7 +60,8 @@ def main() -> None:
     train = [r.to_json() for r in load_builtin("knowledge", "train")]
     held = [r.to_json() for r in load_builtin("knowledge", "eval")][: args.eval]
     rng = random.Random(0)
-    leaked_rows = rng.sample(held, min(args.leak, len(held)))
+    leaked_lines = set(rng.sample(range(1, len(held) + 1), min(args.leak, len(held))))
+    leaked_rows = [held[i - 1] for i in sorted(leaked_lines)]
     leaky = train + leaked_rows
     rng.shuffle(leaky)
     for name, rows in (("train_leaky", leaky), ("eval", held)):
@@ -75,9 +82,8 @@ def main() -> None:
     start = time.perf_counter()
     root, rows = run_arena(load_arena(work / "arena.yaml"))
     wall = round(time.perf_counter() - start)
-    leaked_prompts = {[m for m in r["messages"] if m["role"] == "user"][-1]["content"] for r in leaked_rows}
     for r in rows:
-        r["by_subset"] = subset_scores(root / "cells" / r["cell"], leaked_prompts)
+        r["by_subset"] = subset_scores(root / "cells" / r["cell"], held, leaked_lines)
     table = (root / "table.md").read_text()
     RESULTS.mkdir(parents=True, exist_ok=True)
     epochs = args.steps * 8 / len(leaky)
