@@ -176,7 +176,7 @@ class NgramIndex:
         skip = {g for g in self.grams if g in frequent}
         skip |= {g for g, (first, last) in self.edges.items() if first in frequent or last in frequent}
         for u in {u for g in skip for u in self.grams.get(g, [])}:
-            if all(g in skip for g in self.unit_grams[u]):
+            if all(g in skip or g not in self.grams for g in self.unit_grams[u]):  # eval boilerplate aside
                 skip.difference_update(self.unit_grams[u])
         return skip
 
