@@ -15,8 +15,8 @@ what makes the any-one rule flag clean rows, and it is removed on both sides rat
   ``max(10, 1%)``: a shared system prompt or template), and those whose first or last ``n - n//3`` words
   are (the template around a name or a number: "... message as JSON. Our new hire, 36-year-old Felix").
 
-A unit whose every n-gram is train boilerplate is not a template but the eval row itself repeated (a
-question copied with many answers), so its n-grams are kept. Ignored sequences are counted in the report.
+A unit whose every n-gram is itself held by that many training rows is not a template but the eval row
+repeated (a question copied with many answers), so its n-grams are kept. Ignored sequences are counted in the report.
 """
 
 from __future__ import annotations
@@ -170,13 +170,13 @@ class NgramIndex:
         return self.decide(toks, self.hits(toks), set())
 
     def train_boilerplate(self, counts: Counter, limit: int) -> set[int]:
-        """Eval n-grams that more than ``limit`` training rows hold, themselves or by an edge; a unit made
-        only of such n-grams is the eval row repeated, and keeps them."""
+        """Eval n-grams that more than ``limit`` training rows hold, themselves or by an edge. A unit whose
+        n-grams the training rows all hold themselves is the eval row repeated, and keeps them."""
         frequent = {h for h, c in counts.items() if c > limit}
-        skip = {g for g in self.grams if g in frequent}
-        skip |= {g for g, (first, last) in self.edges.items() if first in frequent or last in frequent}
-        for u in {u for g in skip for u in self.grams.get(g, [])}:
-            if all(g in skip or g not in self.grams for g in self.unit_grams[u]):  # eval boilerplate aside
+        held = {g for g in self.grams if g in frequent}
+        skip = held | {g for g, (first, last) in self.edges.items() if first in frequent or last in frequent}
+        for u in {u for g in held for u in self.grams[g]}:
+            if all(g in held or g not in self.grams for g in self.unit_grams[u]):  # eval boilerplate aside
                 skip.difference_update(self.unit_grams[u])
         return skip
 
