@@ -8,7 +8,7 @@ rows. The score is split into the leaked and the never-seen held-out rows, so th
 where it happens; the arena itself refuses the leaky cell a verdict (``allow_overlap`` is left false).
 Writes bench/results/data_leak.{md,json}.
 
-    python bench/data_leak.py                       # 25 of 50 held-out rows leaked, 100 steps (~2.6 epochs)
+    python bench/data_leak.py                       # 25 of 50 held-out rows leaked, 80 steps (~2 epochs)
     python bench/data_leak.py --steps 40 --eval 30  # quicker
 """
 
@@ -52,8 +52,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--leak", type=int, default=25)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=80)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--eval", type=int, default=50)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-leak-"))
