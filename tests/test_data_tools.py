@@ -290,7 +290,7 @@ def test_decontaminate_reports_train_boilerplate_and_keeps_the_share_rule(tmp_pa
     rep = json.loads((tmp_path / "c.report.json").read_text())
     assert rep["params"] == {"ngram": 13, "min_words": 3, "coverage": 0.0, "boilerplate_rows": 10}
     assert rep["train_boilerplate_ignored"] > 0 and "city archive" in " ".join(rep["train_boilerplate_examples"])
-    assert f"boilerplate ignored: {rep['train_boilerplate_ignored']} eval n-grams that more than 10 training" \
+    assert f"boilerplate ignored: {rep['train_boilerplate_ignored']} eval n-grams common to > 10 training rows" \
         in res.output
     loose = decontaminate_file(train, [str(ev)], out=tmp_path / "l.jsonl", boilerplate_rows=100)
     assert loose["removed"] == 13 and loose["train_boilerplate_ignored"] == 0

@@ -86,9 +86,9 @@ def data_decontaminate(
     except USER_ERRORS as e:
         fail(e)
     _summary(rep, f"overlap with {', '.join(against)}")
-    out.print(f"  boilerplate ignored: {rep['train_boilerplate_ignored']} eval n-grams that more than "
-              f"{rep['params']['boilerplate_rows']} training rows share (whole, or but for words at an edge), "
-              f"{rep['boilerplate_ignored']} shared by many eval rows", highlight=False)
+    out.print(f"  boilerplate ignored: {rep['train_boilerplate_ignored']} eval n-grams common to > "
+              f"{rep['params']['boilerplate_rows']} training rows (whole or but for an edge), "
+              f"{rep['boilerplate_ignored']} common to many eval rows", highlight=False)
     for c in rep["contaminated"][:3]:
         out.print(f"  {c['row']} <- {c['eval_rows'][0]}: {short_span(c['spans'][0])!r}", highlight=False)
 
