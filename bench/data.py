@@ -5,13 +5,18 @@ otherwise write. Writes bench/results/data.{md,json}.
 Corpus: random instruction/answer rows (words drawn from a seeded 5,000-word vocabulary, 20-60 words per
 row), then planted copies: exact duplicates (case and punctuation changed) and near duplicates (1-3 words
 replaced, inserted or deleted). Leaks: eval rows copied into training rows whole, with another answer,
-inside longer text, or reformatted (another template: case, spacing, punctuation).
+inside longer text, or reformatted (another template: case, spacing, punctuation). Templates that are not
+leaks: a fifth of the training rows start with one shared system prompt, another fifth with a ticket header
+around a number ("Ticket 417 from the help desk queue ..."), and so do 8 eval rows each (too few for the eval
+side's own boilerplate rule), so any-one-13-gram matching without a boilerplate rule flags clean rows.
 
 Baselines:
 - dedup: ``exact`` = drop rows whose raw text repeats (``set``/``pandas.drop_duplicates``); ``datasketch
   README`` = one ``MinHash(num_perm=128)`` per row fed word 3-grams one ``update`` at a time, ``MinHashLSH``
   query then insert, every LSH candidate removed (no verification);
-- decontaminate: ``substring`` = drop a training row when an eval prompt string occurs in it verbatim.
+- decontaminate: ``substring`` = drop a training row when an eval prompt string occurs in it verbatim; ``any
+  13-gram`` = the common rule with no boilerplate handling on the training side (``--boilerplate-rows`` set
+  to the row count); ``--coverage 0.5`` = the share rule (a row must hold half of an eval row's 13-grams).
 
 Each tool runs in its own subprocess so peak RSS is its own.
 
@@ -59,6 +64,19 @@ def perturb(text: str, words: list[str], rng: random.Random) -> str:
     return " ".join(toks)
 
 
+SYSTEM = "You are a careful assistant for the archive team and you answer every question in plain words."
+
+
+def templated(r: dict, k: int, rng: random.Random) -> dict:
+    """Row ``r`` behind the shared system prompt (k % 5 == 0) or a ticket header around a number (k % 5 == 1)."""
+    if k % 5 == 0:
+        return {**r, "instruction": f"{SYSTEM} {r['instruction']}"}
+    if k % 5 == 1:
+        return {**r, "instruction": f"Ticket {rng.randint(1, 999)} from the help desk queue, please answer it "
+                                    f"now: {r['instruction']}"}
+    return r
+
+
 def make_corpus(n_rows: int, seed: int, out: Path) -> dict:
     """train.jsonl with planted duplicates, eval.jsonl, train_leaky.jsonl with planted leaks; the truth."""
     rng = random.Random(seed)
@@ -95,9 +113,11 @@ def make_corpus(n_rows: int, seed: int, out: Path) -> dict:
             f.write(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}) + "\n")
     # eval set and leaks
     ev = [{"instruction": sentence(words, rng, 8, 20), "output": sentence(words, rng, 3, 10)} for _ in range(1000)]
+    ev = [templated(r, k, rng) if k < 40 and k % 5 < 2 else r for k, r in enumerate(ev)]  # 8 + 8 templated
     with open(out / "eval.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in ev)
-    leaky = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows[:n_rows]]
+    leaky = [templated({k: v for k, v in r.items() if not k.startswith("_")}, k, rng)
+             for k, r in enumerate(rows[:n_rows])]
     leaks: dict[int, str] = {}
     kinds = ("whole", "other answer", "inside text", "reformatted")
     for k, (e, i) in enumerate(zip(rng.sample(ev, 500), rng.sample(range(len(leaky)), 500), strict=True)):
@@ -173,6 +193,22 @@ def tool_ours_decontam(work: Path) -> dict:
     return {"removed": [int(c["row"].rsplit(":", 1)[1]) - 1 for c in rep["contaminated"]]}
 
 
+def tool_share_decontam(work: Path) -> dict:
+    from ftatlas.data.tools import decontaminate_file
+
+    rep = decontaminate_file(work / "train_leaky.jsonl", [str(work / "eval.jsonl")], out=work / "d.jsonl",
+                             report=work / "d.json", coverage=0.5)
+    return {"removed": [int(c["row"].rsplit(":", 1)[1]) - 1 for c in rep["contaminated"]]}
+
+
+def tool_plain_decontam(work: Path) -> dict:
+    from ftatlas.data.tools import decontaminate_file
+
+    rep = decontaminate_file(work / "train_leaky.jsonl", [str(work / "eval.jsonl")], out=work / "d.jsonl",
+                             report=work / "d.json", boilerplate_rows=10**9)
+    return {"removed": [int(c["row"].rsplit(":", 1)[1]) - 1 for c in rep["contaminated"]]}
+
+
 def tool_substring_decontam(work: Path) -> dict:
     prompts = [json.loads(x)["instruction"] for x in open(work / "eval.jsonl")]
     removed = []
@@ -232,7 +268,10 @@ def main() -> None:
         s["near_recall"] = round(len(set(r["removed"]) & near) / len(near), 4)
         rows.append({"task": "dedup", "tool": name, **s, "seconds": round(r["seconds"], 1),
                      "rows_per_s": round(args.rows / r["seconds"]), "peak_rss_mib": round(r["peak_rss_mib"])})
-    for name, tool in (("ftatlas decontaminate", "ours_decontam"), ("substring of eval prompt", "substring_decontam")):
+    for name, tool in (("ftatlas decontaminate", "ours_decontam"), ("ftatlas decontaminate --coverage 0.5",
+                                                                      "share_decontam"),
+                       ("any 13-gram, no boilerplate rule", "plain_decontam"),
+                       ("substring of eval prompt", "substring_decontam")):
         r = run_tool(tool, work)
         s = scores(r["removed"], set(leaks))
         by_kind = {k: round(sum(1 for i in r["removed"] if leaks.get(i) == k) / sum(1 for v in leaks.values()
@@ -241,15 +280,17 @@ def main() -> None:
         rows.append({"task": "decontaminate", "tool": name, **s, "recall_by_kind": by_kind,
                      "seconds": round(r["seconds"], 1), "rows_per_s": round(args.rows / r["seconds"]),
                      "peak_rss_mib": round(r["peak_rss_mib"])})
-    ours = {r["task"]: r for r in rows[::-1] if r["tool"].startswith("ftatlas")}  # the default settings' row
+    ours = {r["task"]: r for r in rows[::-1] if r["tool"] in ("ftatlas dedup", "ftatlas decontaminate")}
     for r in rows:
         r["time_vs_ftatlas"] = round(r["seconds"] / ours[r["task"]]["seconds"], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"rows": args.rows, "planted_duplicates": len(dupes), "planted_near": len(near),
-            "planted_leaks": len(leaks), "eval_rows": 1000, "cpus": __import__("os").cpu_count()}
+            "planted_leaks": len(leaks), "eval_rows": 1000, "templated_train_rows": 2 * args.rows // 5,
+            "templated_eval_rows": 16, "cpus": __import__("os").cpu_count()}
     (RESULTS / "data.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [f"# Data tools at {args.rows:,} rows ({len(dupes):,} planted duplicates, {len(near):,} of them near; "
-             f"{len(leaks)} planted eval leaks against 1,000 eval rows)", "",
+             f"{len(leaks)} planted eval leaks against 1,000 eval rows; 40% of training rows and 16 eval rows "
+             "templated)", "",
              "| task | tool | removed | precision | recall | near / per-kind recall | s | rows/s | peak RSS MiB "
              "| time vs ftatlas |", "|" + " --- |" * 10]
     for r in rows:

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from ftatlas.cli import app
 from ftatlas.data import checks
 from ftatlas.data.decontam import split_overlap
+from ftatlas.data.records import Conversation, Message
 from ftatlas.data.splits import load_builtin
 from tests.conftest import write_jsonl
 
@@ -18,6 +19,10 @@ def chat(user: str, answer: str) -> dict:
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
 
 
+def conv(user: str, answer: str) -> Conversation:
+    return Conversation([Message("user", user), Message("assistant", answer)], source="train.jsonl", line=1)
+
+
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
@@ -26,16 +31,46 @@ def test_templated_rows_are_not_overlap_but_a_copied_row_is():
     train = load_builtin("contacts", "train")
     held = load_builtin("contacts", "eval")
     assert split_overlap(train, held) == []  # one template, different people: no leak
-    assert len(split_overlap(train, held, coverage=0.0)) > 0  # any shared 13-gram (GPT-3's rule) flags them
+    # without the train-boilerplate rule, the any-one-13-gram rule flags rows sharing template + one name or age
+    assert len(split_overlap(train, held, train_boilerplate=len(train))) > 10
+    assert split_overlap(train, held, coverage=0.5) == []  # the share rule stays an option
     leaked = train[:5] + held[:2]
     assert [o.row for o in split_overlap(leaked, held)] == [5, 6]
+    assert len(split_overlap(train + held, held)) == len(held)  # every copied row, among 400 templated ones
+
+
+def test_a_shared_system_prompt_is_boilerplate_but_one_shared_13_gram_is_a_leak():
+    system = "You are a careful assistant for the city archive and you always answer in one short sentence."
+    train = [conv(f"{system} Question {i}: where is box {i}?", f"Shelf {i}.") for i in range(30)]
+    held = [conv(f"{system} Which shelf holds the ledger?", "The ledger of the old harbour master is on shelf nine "
+                                                            "next to the maps of the northern quarter.")]
+    assert split_overlap(train, held) == []  # the system prompt is in all 30 training rows: ignored
+    assert len(split_overlap(train, held, train_boilerplate=100)) == 30  # counted as a leak, it flags them all
+    # one shared 13-gram of the answer is enough (the share rule would need half of the row's 13-grams)
+    quote = conv("Tell me about the archive.", "I read that the old harbour master is on shelf nine next to the "
+                                               "maps of the northern quarter, somewhere.")
+    assert [o.row for o in split_overlap([*train, quote], held)] == [30]
+    assert split_overlap([*train, quote], held, coverage=0.5) == []
+
+
+def test_an_eval_question_repeated_with_many_answers_is_not_boilerplate():
+    q = "Which river runs through the old capital of the northern province and where does it meet the sea?"
+    train = [conv(f"Describe item {i} in the archive catalogue.", f"Item {i} is a box.") for i in range(20)]
+    train += [conv(q, f"Answer number {i}.") for i in range(15)]  # e.g. rejection-sampled from the eval prompt
+    held = [conv(q, "The Vell, at Harrowmouth.")]
+    assert len(split_overlap(train, held)) == 15
+    # the same when the eval set's own instruction is boilerplate there (dropped on the eval side)
+    lead = "Answer the geography question below with the name of the river and the town at its mouth."
+    held = [conv(f"{lead} {q}", "The Vell, at Harrowmouth.")]
+    held += [conv(f"{lead} Which river flows past the mill number {i} of the valley?", f"River {i}.")
+             for i in range(30)]
+    train = train[:20] + [conv(f"{lead} {q}", f"Answer number {i}.") for i in range(15)]
+    assert [o.row for o in split_overlap(train, held)] == list(range(20, 35))
 
 
 def test_a_leaked_question_with_another_answer_still_counts():
     held = load_builtin("contacts", "eval")[:1]
     prompt, _ = held[0].prompt_and_reference()
-    from ftatlas.data.records import Conversation, Message
-
     row = Conversation([*prompt, Message("assistant", "a different answer")], source="t", line=1)
     [found] = split_overlap([row], held)
     assert found.eval_rows == ["builtin:contacts/eval:1"]

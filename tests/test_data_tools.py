@@ -219,3 +219,128 @@ def test_a_recipe_trains_on_a_mixture_spec(tmp_path):
 def test_shipped_mixture_spec_mixes(tmp_path):
     rep = mix_file(Path("examples/data/mix.yaml"), out=tmp_path / "m.jsonl")
     assert [s["taken"] for s in rep["sources"]] == [73, 24] and rep["rows"] == 97
+
+
+def _lm_eval_task(tmp_path: Path, dataset: dict) -> Path:
+    """A folder holding one lm-eval task YAML (the way users define a local task)."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "atlas_capitals.yaml").write_text(yaml.safe_dump({
+        "task": "atlas_capitals", **dataset, "test_split": "test", "output_type": "generate_until",
+        "doc_to_text": "Question: What is the capital city of the country called {{country}} in the old atlas?",
+        "doc_to_target": "{{capital}}", "metric_list": [{"metric": "exact_match", "higher_is_better": True,
+                                                          "aggregation": "mean"}]}))
+    return tasks
+
+
+def test_decontaminate_against_a_local_lm_eval_task(tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-eval (the ftatlas[harness] extra) is not installed")
+    docs = write_jsonl(tmp_path / "capitals.jsonl", [{"country": "Veloria", "capital": "Ostmere"},
+                                                     {"country": "Brunland", "capital": "Quillan"}])
+    tasks = _lm_eval_task(tmp_path, {"dataset_path": "json",
+                                     "dataset_kwargs": {"data_files": {"test": str(docs)}}})
+    train = write_jsonl(tmp_path / "t.jsonl", [
+        alpaca("What is the capital city of the country called Veloria in the old atlas?", "Ostmere."),  # leak
+        alpaca("What is the capital city of the country called Sarnia in the old atlas?", "Lowmarch."),  # clean
+        alpaca("Name a colour.", "Blue."),
+    ])
+    rep = decontaminate_file(train, [f"lm-eval:atlas_capitals@{tasks}"], out=tmp_path / "c.jsonl")
+    assert [c["row"].rsplit(":", 1)[1] for c in rep["contaminated"]] == ["1"]
+    assert rep["contaminated"][0]["eval_rows"] == ["lm-eval:atlas_capitals:1"]
+    assert "country called veloria in the old atlas" in rep["contaminated"][0]["spans"][0]
+
+
+def test_lm_eval_task_errors_name_the_task_and_say_offline(tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-eval (the ftatlas[harness] extra) is not installed")
+    tasks = _lm_eval_task(tmp_path, {"dataset_path": "ftatlas-test/not-in-any-cache"})  # a hub dataset, not cached
+    train = write_jsonl(tmp_path / "t.jsonl", [alpaca("Name a colour.", "Blue.")])
+    res = invoke("data", "decontaminate", train, "--against", f"lm-eval:atlas_capitals@{tasks}")
+    assert res.exit_code == 2, res.output
+    assert "lm-eval:atlas_capitals@" in res.output and "not available offline" in res.output
+    res = invoke("data", "decontaminate", train, "--against", f"lm-eval:atlas_capitols@{tasks}")
+    said = " ".join(res.output.split())  # the error wraps at the console width
+    assert res.exit_code == 2 and "unknown lm-eval task 'atlas_capitols'" in said
+    assert "did you mean atlas_capitals" in said
+
+
+def test_decontaminate_against_a_run_dir_reads_its_held_out_split(tmp_path):
+    held = [alpaca(f"Which shelf holds ledger {i} of the harbour master in the old city archive?", f"Shelf {i}.")
+            for i in range(4)]
+    ev = write_jsonl(tmp_path / "eval.jsonl", held)
+    tr = write_jsonl(tmp_path / "train.jsonl", [alpaca("Name a colour.", "Blue.")])
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump({"model": {"name": "smollm2-135m"}, "method": {"name": "lora"},
+                                                     "data": {"train": str(tr), "eval": str(ev)}}))
+    train = write_jsonl(tmp_path / "t.jsonl", [held[2], alpaca("Name a colour.", "Red.")])
+    rep = decontaminate_file(train, [str(run)], out=tmp_path / "c.jsonl")
+    assert rep["rows_out"] == 1 and rep["contaminated"][0]["eval_rows"] == [f"{ev}:3"]
+
+
+def test_decontaminate_reports_train_boilerplate_and_keeps_the_share_rule(tmp_path):
+    system = "You are the assistant of the city archive and you answer every question in one short sentence."
+    ev = write_jsonl(tmp_path / "eval.jsonl", [alpaca(f"{system} Where is the ledger?", "On shelf nine, next to "
+                                                      "the maps of the northern quarter and the harbour logs.")])
+    rows = [alpaca(f"{system} Where is box {i}?", f"Shelf {i}.") for i in range(12)]
+    rows.append(alpaca("Quote", "It sits on shelf nine, next to the maps of the northern quarter and the harbour."))
+    train = write_jsonl(tmp_path / "t.jsonl", rows)
+    res = invoke("data", "decontaminate", train, "--against", ev, "--out", tmp_path / "c.jsonl")
+    assert res.exit_code == 0, res.output
+    assert "13 rows -> 12 kept, 1 removed" in res.output and "t.jsonl:13 <- " in res.output
+    rep = json.loads((tmp_path / "c.report.json").read_text())
+    assert rep["params"] == {"ngram": 13, "min_words": 3, "coverage": 0.0, "boilerplate_rows": 10}
+    assert rep["train_boilerplate_ignored"] > 0 and "city archive" in " ".join(rep["train_boilerplate_examples"])
+    assert f"boilerplate ignored: {rep['train_boilerplate_ignored']} eval n-grams common to > 10 training rows" \
+        in res.output
+    loose = decontaminate_file(train, [str(ev)], out=tmp_path / "l.jsonl", boilerplate_rows=100)
+    assert loose["removed"] == 13 and loose["train_boilerplate_ignored"] == 0
+    share = decontaminate_file(train, [str(ev)], out=tmp_path / "s.jsonl", coverage=0.5)
+    assert share["removed"] == 0  # the quote holds too small a share of the eval row's 13-grams
+    res = invoke("data", "decontaminate", train, "--against", ev, "--boilerplate-rows", "0")
+    assert res.exit_code == 2 and "--boilerplate-rows must be >= 1" in res.output
+
+
+class PrefersLonger:
+    """A judge that prefers the longer answer, and has no verdict when an answer says 'mumble'."""
+
+    name = "judge"
+
+    def __init__(self) -> None:
+        self.chats: list = []
+
+    def complete(self, chats, decode):
+        self.chats += chats
+        out = []
+        for chat in chats:
+            text = chat[-1]["content"]
+            a = text.split("[Answer A]\n")[1].split("\n\n[Answer B]")[0]
+            b = text.split("[Answer B]\n")[1].split("\n\nWhich answer")[0]
+            out.append("hmm" if "mumble" in a + b else "Verdict: tie" if len(a) == len(b)
+                       else f"Verdict: {'A' if len(a) > len(b) else 'B'}")
+        return out
+
+
+def test_filter_pairwise_judge_on_pairs_and_against_a_file(tmp_path):
+    pairs = write_jsonl(tmp_path / "p.jsonl", [
+        {"prompt": "q1", "chosen": "a long and careful answer", "rejected": "short"},      # judge agrees: 1
+        {"prompt": "q2", "chosen": "meh", "rejected": "the better, longer answer"},       # judge disagrees: 0
+        {"prompt": "q3", "chosen": "same", "rejected": "also"},                           # tie: 0.5
+        {"prompt": "q4", "chosen": "mumble", "rejected": "x"},                            # no verdict: NaN
+    ])
+    judge = PrefersLonger()
+    res = filter_rows(load_table(pairs), FilterSpec({"judge_pairwise": (0.5, None)}, judge_teacher=judge))
+    assert res.values["judge_pairwise"][:3] == [1.0, 0.0, 0.5] and res.kept == [0, 2]
+    assert len(judge.chats) == 8  # both orders
+    assert "[Answer A]\nshort" in judge.chats[4][-1]["content"]  # the swapped order puts the opponent first
+    assert [r["reasons"] for r in res.removed] == [["judge_pairwise 0 < 0.5"], ["judge_pairwise nan < 0.5"]]
+    rows = write_jsonl(tmp_path / "r.jsonl", [alpaca("q1", "a long detailed answer"), alpaca("q2", "ok")])
+    base = write_jsonl(tmp_path / "base.jsonl", [alpaca("q2", "a base model's longer answer"), alpaca("q1", "no")])
+    res = filter_rows(load_table(rows), FilterSpec({"judge_pairwise": (1, None)}, judge_teacher=PrefersLonger(),
+                                                   judge_against=str(base)))
+    assert res.kept == [0]
+    with pytest.raises(DataError, match=r"r\.jsonl:1: .*--judge-against FILE"):
+        filter_rows(load_table(rows), FilterSpec({"judge_pairwise": (1, None)}, judge_teacher=PrefersLonger()))
+    other = write_jsonl(tmp_path / "o.jsonl", [alpaca("q9", "x")])
+    res = invoke("data", "filter", rows, "--min-judge-pairwise", "1", "--judge", "http://127.0.0.1:9",
+                 "--judge-against", other)
+    assert res.exit_code == 2 and "r.jsonl:1: field 'prompt': no row with this prompt in --judge-against" in res.output

@@ -61,26 +61,34 @@ def data_dedup(
 def data_decontaminate(
     file: Annotated[str, typer.Argument(help="training data file")],
     against: Annotated[list[str], typer.Option(
-        "--against", help="eval data: a file, builtin:NAME (its eval split) or a run dir (its held-out rows); "
-                          "repeatable")],
+        "--against", help="eval data: a file, builtin:NAME (its eval split), lm-eval:TASK (the task's documents "
+                          "in the local cache) or a run dir (its held-out rows); repeatable")],
     ngram: Annotated[int, typer.Option(help="words per matched sequence")] = 13,
     min_words: Annotated[int, typer.Option(help="eval rows shorter than --ngram match whole from this many words")]
     = 3,
     coverage: Annotated[float, typer.Option(help="share of an eval row's n-grams a training row must hold "
-                                                 "(0 = any one)")] = 0.5,
+                                                 "(0 = any one shared n-gram, the common rule)")] = 0.0,
+    boilerplate_rows: Annotated[int | None, typer.Option(
+        help="ignore eval n-grams held by more training rows than this (template, system prompt); "
+             "default max(10, 1% of rows)")] = None,
     output: Out = None, report: Report = None, format: Format = "auto",
 ) -> None:
-    """Remove training rows that hold an eval row's word n-grams; the report gives the matched spans."""
+    """Remove training rows that share a word n-gram with an eval row, boilerplate aside; the report gives the
+    matched spans and the n-grams ignored as boilerplate."""
     from ftatlas.data.checks import short_span
     from ftatlas.data.tools import decontaminate_file
 
     try:
         with _bar("decontaminate") as progress:
             rep = decontaminate_file(file, against, out=output, report=report, format=format, ngram=ngram,
-                                     min_words=min_words, coverage=coverage, progress=progress)
+                                     min_words=min_words, coverage=coverage, boilerplate_rows=boilerplate_rows,
+                                     progress=progress)
     except USER_ERRORS as e:
         fail(e)
     _summary(rep, f"overlap with {', '.join(against)}")
+    out.print(f"  boilerplate ignored: {rep['train_boilerplate_ignored']} eval n-grams common to > "
+              f"{rep['params']['boilerplate_rows']} training rows (whole or but for an edge), "
+              f"{rep['boilerplate_ignored']} common to many eval rows", highlight=False)
     for c in rep["contaminated"][:3]:
         out.print(f"  {c['row']} <- {c['eval_rows'][0]}: {short_span(c['spans'][0])!r}", highlight=False)
 
@@ -112,6 +120,11 @@ def data_filter(
     min_judge: Annotated[float | None, typer.Option(help="drop rows the judge rates below this (1-10)")] = None,
     judge: Annotated[str | None, typer.Option(help="judge for --min-judge: OpenAI-compatible URL or a model")]
     = None,
+    min_judge_pairwise: Annotated[float | None, typer.Option(
+        help="drop rows whose answer the judge does not prefer (both orders: 1 win, 0.5 tie, 0 loss) over a "
+             "preference row's rejected answer or the --judge-against answer")] = None,
+    judge_against: Annotated[str | None, typer.Option(help="answers to the same prompts for --min-judge-pairwise "
+                                                           "(e.g. a base model's)")] = None,
     judge_model: Annotated[str, typer.Option(help="model name sent to a judge endpoint")] = "default",
     output: Out = None, report: Report = None, format: Format = "auto",
 ) -> None:
@@ -134,12 +147,13 @@ def data_filter(
     _range("perplexity", None, max_perplexity, checks)
     _range("reward", min_reward, None, checks)
     _range("judge", min_judge, None, checks)
+    _range("judge_pairwise", min_judge_pairwise, None, checks)
     try:
         rewards = [parse_reward(r) for r in reward or []]
         if reward_model:
             rewards.append(RewardSpec(name="reward_model", path=reward_model))
         spec = FilterSpec(checks, script=script or "LATIN", model=model, rewards=rewards, judge=judge,
-                          judge_model=judge_model)
+                          judge_model=judge_model, judge_against=judge_against)
         rep = filter_file(file, spec, out=output, report=report, format=format)
     except (*USER_ERRORS, RewardError, TeacherError) as e:
         fail(e)

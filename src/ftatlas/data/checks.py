@@ -60,14 +60,15 @@ def long_rows(records: list[Any], lengths: list[int], max_length: int) -> Findin
     return Finding(len(over), lines)
 
 
-def overlap(train: list[Any], held: list[Any], ngram: int = 13, coverage: float = 0.5, label: str = "eval"
+def overlap(train: list[Any], held: list[Any], ngram: int = 13, coverage: float = 0.0, label: str = "eval"
             ) -> Finding:
-    """Training rows holding ``coverage`` of a held-out row's word n-grams (or a whole short row)."""
+    """Training rows sharing a word n-gram (boilerplate aside) with a held-out row, or holding a whole short row."""
     from ftatlas.data.decontam import split_overlap
 
     found = split_overlap(train, held, ngram, coverage=coverage)
-    lines = [f"train/{label} overlap: {len(found)} of {len(train)} training rows hold >= {coverage:.0%} of the "
-             f"{ngram}-word sequences of one of {len(held)} {label} rows (or a whole short row)"]
+    share = "a" if coverage == 0 else f">= {coverage:.0%} of the"
+    lines = [f"train/{label} overlap: {len(found)} of {len(train)} training rows share {share} {ngram}-word "
+             f"sequence of one of {len(held)} {label} rows (or a whole short row; boilerplate ignored)"]
     for o in found[:SHOW]:
         lines.append(f"  {_where(train[o.row])} <- {o.eval_rows[0]}: {short_span(o.spans[0])!r}")
     if found:

@@ -5,7 +5,8 @@ a row when ``low <= value <= high``. Rule measures need nothing but the text: ``
 ``script_share`` (share of letters in the wanted Unicode script), ``repetition`` (share of repeated word
 3-grams) and ``refusal`` (1 when a refusal phrase appears). Score measures load a model: ``perplexity``
 (the base model's, on the row's text), ``reward`` (the weighted reward functions or a reward model, on
-the row's last answer) and ``judge`` (an LLM judge's 1-10 rating, local or an endpoint). Every measure
+the row's last answer), ``judge`` (an LLM judge's 1-10 rating, local or an endpoint) and ``judge_pairwise``
+(the judge's verdict on the row's answer against another answer, asked in both orders). Every measure
 computed is summarised in the report (percentiles), and every removed row is named with the checks it
 failed.
 """
@@ -49,6 +50,7 @@ class FilterSpec:
     judge: str | None = None  # judge measure: an OpenAI-compatible URL or a model source / run dir
     judge_model: str = "default"  # model name sent to a judge endpoint
     judge_teacher: Any = None  # or a ready Teacher (tests, or one already loaded for synth)
+    judge_against: str | None = None  # judge_pairwise: a file of answers to compare with (matched by prompt)
     batch_size: int = 8
     max_length: int = 512  # tokens scored per row for perplexity
 
@@ -146,25 +148,79 @@ def _reward(rows: list[Row], spec: FilterSpec) -> list[float]:
     return [float(x) for x in combined(*build_rewards(spec.rewards))(prompts, answers)]
 
 
+def _judge_teacher(spec: FilterSpec, measure: str) -> Any:
+    from ftatlas.data.teachers import make_teacher
+
+    if spec.judge_teacher is None:
+        if not spec.judge:
+            raise ValueError(f"the {measure} filter needs --judge (an OpenAI-compatible URL or a model)")
+        spec.judge_teacher = make_teacher(spec.judge, model=spec.judge_model, batch_size=spec.batch_size)
+    return spec.judge_teacher
+
+
 @measure("judge")
 def _judge(rows: list[Row], spec: FilterSpec) -> list[float]:
     """The judge's 1-10 rating of the row's answer (the rubric of ``ftatlas eval``'s judge_score); a reply
     without a readable score is NaN, which fails any threshold."""
     from ftatlas.data.decontam import prompt_text
     from ftatlas.data.records import Message
-    from ftatlas.data.teachers import make_teacher
     from ftatlas.evaluate.judge import DEFAULT_RUBRIC, parse_score, pointwise_chat
     from ftatlas.recipe import DecodeSpec
 
-    judge = spec.judge_teacher
-    if judge is None:
-        if not spec.judge:
-            raise ValueError("the judge filter needs --judge (an OpenAI-compatible URL or a model)")
-        judge = make_teacher(spec.judge, model=spec.judge_model, batch_size=spec.batch_size)
+    judge = _judge_teacher(spec, "judge")
     chats = [pointwise_chat(DEFAULT_RUBRIC, [Message("user", prompt_text(r.record) or "")], _answers(r), None)
              for r in rows]
     replies = judge.complete(chats, DecodeSpec(max_new_tokens=16))
     return [float("nan") if (v := parse_score(x)) is None else v for x in replies]
+
+
+def _opponents(rows: list[Row], spec: FilterSpec) -> list[str]:
+    """What each answer is judged against: the answer with the same prompt in ``judge_against``, else a
+    preference row's rejected answer. A row with neither is an error naming it."""
+    from ftatlas.data.decontam import prompt_text
+    from ftatlas.data.errors import DataError
+    from ftatlas.data.table import load_table
+
+    theirs: dict[str, str] = {}
+    if spec.judge_against:
+        for r in load_table(spec.judge_against):
+            theirs.setdefault(prompt_text(r.record) or "", _answers(r))
+    out = []
+    for r in rows:
+        if spec.judge_against:
+            answer = theirs.get(prompt_text(r.record) or "")
+            if answer is None:
+                raise DataError(r.source, r.line, "prompt", f"no row with this prompt in --judge-against "
+                                                            f"{spec.judge_against} to compare the answer with")
+            out.append(answer)
+        elif hasattr(r.record, "rejected"):
+            out.append(r.record.rejected)
+        else:
+            raise DataError(r.source, r.line, None, "judge_pairwise compares a preference row's chosen and "
+                                                    "rejected answers; for other rows give --judge-against FILE "
+                                                    "(answers to the same prompts)")
+    return out
+
+
+@measure("judge_pairwise")
+def _judge_pairwise(rows: list[Row], spec: FilterSpec) -> list[float]:
+    """The judge's verdict on the row's answer against its opponent (see ``_opponents``), asked in both orders
+    to cancel position bias (``ftatlas eval``'s judge_pairwise): 1 win, 0.5 tie or inconsistent, 0 loss; a
+    reply without a verdict is NaN, which fails any threshold."""
+    from ftatlas.data.decontam import prompt_text
+    from ftatlas.data.records import Message
+    from ftatlas.evaluate.judge import OUTCOME_SCORE, combine, pairwise_chat, parse_verdict
+    from ftatlas.recipe import DecodeSpec
+
+    others = _opponents(rows, spec)
+    judge = _judge_teacher(spec, "judge_pairwise")
+    trios = [([Message("user", prompt_text(r.record) or "")], _answers(r), o)
+             for r, o in zip(rows, others, strict=True)]
+    chats = [pairwise_chat(m, a, o) for m, a, o in trios] + [pairwise_chat(m, o, a) for m, a, o in trios]
+    replies = judge.complete(chats, DecodeSpec(max_new_tokens=16))
+    outcomes = [combine(parse_verdict(x), parse_verdict(y)) for x, y in zip(replies[:len(rows)],
+                                                                               replies[len(rows):], strict=True)]
+    return [float("nan") if (v := OUTCOME_SCORE.get(o)) is None else float(v) for o in outcomes]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

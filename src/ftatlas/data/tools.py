@@ -53,23 +53,28 @@ def dedup_file(path: str | Path, *, out: str | Path | None = None, report: str |
 
 def decontaminate_file(path: str | Path, against: list[str], *, out: str | Path | None = None,
                        report: str | Path | None = None, format: str = "auto", ngram: int = 13,
-                       min_words: int = 3, coverage: float = 0.5, progress: Progress = None) -> dict[str, Any]:
-    """Drop training rows sharing a word n-gram with any eval source; the report names rows and spans."""
-    from ftatlas.data.decontam import build_index, find_overlaps
+                       min_words: int = 3, coverage: float = 0.0, boilerplate_rows: int | None = None,
+                       progress: Progress = None) -> dict[str, Any]:
+    """Drop training rows sharing a non-boilerplate word n-gram with any eval source; the report names rows,
+    spans and how many n-grams were ignored as boilerplate on each side."""
+    from ftatlas.data.decontam import build_index, scan
 
     if not against:
-        raise ValueError("give at least one eval source: --against FILE, builtin:NAME or a run dir")
+        raise ValueError("give at least one eval source: --against FILE, builtin:NAME, lm-eval:TASK or a run dir")
     start = time.perf_counter()
     out_p, rep_p = default_outputs(path, "decontam", out, report)
     rows = load_table(path, format)
     index = build_index(against, ngram, min_words, coverage=coverage)
-    overlaps = find_overlaps(rows, index, progress)
-    dropped = {o.row for o in overlaps}
+    result = scan(rows, index, boilerplate_rows, progress)
+    dropped = {o.row for o in result.overlaps}
     body = {"tool": "decontaminate", "input": str(path), "against": against,
-            "params": {"ngram": ngram, "min_words": min_words, "coverage": coverage},
+            "params": {"ngram": ngram, "min_words": min_words, "coverage": coverage,
+                       "boilerplate_rows": result.limit},
             "eval_sequences": len(index), "boilerplate_ignored": index.ignored,
+            "train_boilerplate_ignored": result.train_boilerplate,
+            "train_boilerplate_examples": result.boilerplate_examples,
             "contaminated": [{"row": rows[o.row].where, "eval_rows": o.eval_rows, "spans": o.spans}
-                             for o in overlaps]}
+                             for o in result.overlaps]}
     return _finish(rows, [i for i in range(len(rows)) if i not in dropped], out_p, rep_p, body, start)
 
 

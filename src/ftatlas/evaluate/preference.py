@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ftatlas.evaluate.loglik import answer_span, span_logprobs
+from ftatlas.evaluate import loglik  # the module, not its names: loglik may be mid-import (it imports model_metrics)
 from ftatlas.evaluate.model_metrics import EvalBatch, MetricResult, register
 
 
@@ -28,7 +28,7 @@ def _render(batch: EvalBatch, i: int, answer: str) -> tuple[str, tuple[int, int]
     if row.is_text:
         text = row.prompt_text + answer + (batch.tokenizer.eos_token or "")
         return text, (len(row.prompt_text), len(text))
-    return answer_span(batch.tokenizer, batch.messages[i], batch.prompts[i], answer)
+    return loglik.answer_span(batch.tokenizer, batch.messages[i], batch.prompts[i], answer)
 
 
 def _margins(batch: EvalBatch) -> tuple[list[float | None], list[dict[str, Any]]]:
@@ -41,7 +41,7 @@ def _margins(batch: EvalBatch) -> tuple[list[float | None], list[dict[str, Any]]
                 text, span = _render(batch, i, answer)
                 texts.append(text)
                 spans.append(span)
-        scored = span_logprobs(batch.model, batch.tokenizer, texts, spans, batch_size=batch.spec.batch_size,
+        scored = loglik.span_logprobs(batch.model, batch.tokenizer, texts, spans, batch_size=batch.spec.batch_size,
                                autocast=batch.autocast, progress=batch.progress, desc="preference pairs")
         margins: list[float | None] = [None] * len(batch.rows)
         notes: list[dict[str, Any]] = [{} for _ in batch.rows]
