@@ -11,7 +11,13 @@ import pytest
 from ftatlas.pipeline import train
 from ftatlas.resolve import build_recipe
 from tests.conftest import tiny_recipe
-from tests.test_objective_matrix import text_file
+
+
+def text_file(tmp_path: Path) -> dict:
+    """A plain-text corpus for pretrain, split 75/25."""
+    path = tmp_path / "notes.txt"
+    path.write_text("\n\n".join(f"Paragraph {i}: the river runs past the old mill and the bridge." for i in range(8)))
+    return {"builtin": None, "train": str(path), "eval_split": 0.25, "max_length": 64}
 
 
 def files(folder: Path) -> dict[str, int]:
