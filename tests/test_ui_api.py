@@ -244,7 +244,8 @@ def test_export_formats_offer_quants_or_say_why_not(client, monkeypatch, tmp_pat
 
 @pytest.mark.parametrize("name, body, status, message", [
     ("nope", {"to": "safetensors"}, 404, "no run named 'nope'"),
-    ("r", {"to": "onnx"}, 400, "unknown export format 'onnx'; known: bnb-4bit, bnb-8bit, gguf, safetensors"),
+    ("r", {"to": "onnx"}, 400,
+     "unknown export format 'onnx'; known: awq, bnb-4bit, bnb-8bit, gguf, gptq, int8, safetensors"),
     ("r", {}, 400, 'say which format: {"to": "safetensors"'),
     ("r", {"to": "safetensors", "quant": "q4_k_m"}, 400, "takes --quant bf16 | f16 | f32, not 'q4_k_m'"),
     ("r", {"to": "safetensors"}, 400, "run 'r' has no adapter/ or model/ yet"),
