@@ -71,7 +71,7 @@ def shoot(base: str, out: Path) -> None:
         for fmt, quant in (("safetensors", "bf16"), ("gguf", "q8_0")):  # queued one after the other: minutes each
             expect(page.locator(f".export-report[data-export='{fmt}-{quant}'] table tbody tr")).to_have_count(
                 2, timeout=900_000)
-        expect(page.locator(".export-job")).to_have_count(0)  # both jobs exited (their log boxes are gone)
+        expect(page.locator(".export-job")).to_have_count(0, timeout=300_000)  # both jobs exited (log boxes gone)
         page.locator(".export").screenshot(path=str(out / "ui-export.png"))
         go("compare/base/lora")
         expect(page.locator("table.examples tbody tr").first).to_be_visible()

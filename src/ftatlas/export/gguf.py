@@ -57,9 +57,10 @@ class Gguf(Exporter):
     consumer = "llama.cpp"
     default_quant = "q8_0"
     # max |logit diff| / max |logit| vs the fp32 source; k-quants and other low-bit types have no bound here:
-    # the held-out metric and its interval judge them. q8_0: SmolLM2-135M measured 0.064 (97% argmax agreement,
-    # the same held-out json_match as the run), so its bound is 0.1.
-    tolerances = {"f32": 1e-3, "f16": 0.1, "bf16": 0.1, "q8_0": 0.1}
+    # the held-out metric and its interval judge them. q8_0 on SmolLM2-135M: 0.064 on the quickstart run (97% argmax
+    # agreement) and 0.145 on a 30-step contacts LoRA (94%, bf16 alone 0.085), both with the run's held-out metric,
+    # so its bound is 0.2; half precision gets 0.15. A broken export (tensor, template, tokenizer) lands near 1.
+    tolerances = {"f32": 1e-3, "f16": 0.15, "bf16": 0.15, "q8_0": 0.2}
 
     def quants(self) -> list[str]:
         known = llama_cpp.quant_types()

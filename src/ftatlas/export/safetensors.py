@@ -45,9 +45,10 @@ class Safetensors(Exporter):
     consumer = "transformers"
     default_quant = "bf16"
     # max |logit diff| / max |logit| vs the fp32 source. Half precision is rounding that grows with depth: bf16
-    # on SmolLM2-135M (30 layers, logits to ~40) measured 0.069 with 99.6% argmax agreement and the run's json_match.
-    # An export bug (wrong tensor, template, tokenizer) moves logits by a large share of their range.
-    tolerances = {"f32": 1e-5, "f16": 0.1, "bf16": 0.1}
+    # on SmolLM2-135M (30 layers, logits to ~40) measured 0.069 (quickstart run, 99.6% argmax agreement) and 0.085
+    # (a 30-step contacts LoRA, 95.6%), each with the run's held-out metric; the bound is 0.15. An export bug (wrong
+    # tensor, template, tokenizer) moves logits by a large share of their range.
+    tolerances = {"f32": 1e-5, "f16": 0.15, "bf16": 0.15}
 
     def quants(self) -> list[str]:
         return list(DTYPES)
