@@ -297,11 +297,12 @@ def markdown(results: dict, a: argparse.Namespace, ceiling: float) -> str:
                 continue
             s = r[side]
             fl = "-" if s["tflops"] is None else f"{s['tflops']:.3f} ({100 * s['tflops'] / ceiling:.1f}%)"
-            rows = f"{s['batch']} packed" if side.startswith("trl-expert") else s["batch"]
-            gc = str(s["checkpointing"]).split(":")[0]
+            rows = f"{s.get('batch', '?')} packed" if side.startswith("trl-expert") else s.get("batch", "?")
+            gc = str(s.get("checkpointing", "?")).split(":")[0]  # results of older runs may lack these fields
+            mean = f"{s['mean_loss']:.4f}" if "mean_loss" in s else "-"
             lines.append(f"| {mode} | {LABELS[side]} | {rows} | {s['tokens_per_step']:,.0f} | {gc} | "
                          f"{s['tokens_per_s']:,.0f} | {fl} | {s['peak_rss_gib']:.2f} GiB | {s['final_loss']:.4f} | "
-                         f"{s['mean_loss']:.4f} |")
+                         f"{mean} |")
         x = r["ratio"]
         if "tokens_per_s" in x:
             lines.append(f"| {mode} | **ftatlas / TRL defaults** | | | | **{x['tokens_per_s']:.2f}x** | | "
