@@ -63,6 +63,17 @@ def test_bad_format_or_quant_says_what_is_known(lora_run, args, message):
     assert res.exit_code == 2 and message in res.output
 
 
+def test_a_method_none_run_exports_its_base(tiny_model_dir, tmp_path):
+    recipe = tiny_recipe(tiny_model_dir, tmp_path / "runs", method={"name": "none"})
+    run = train(build_recipe(recipe), progress=False).run.path
+    report = export_run(run, "safetensors", "f32", tmp_path / "f32", progress=False)
+    assert report["ok"] and report["logit_parity"]["rel_diff"] < 1e-5
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "f32" / "model").eval()
+    with torch.no_grad():
+        assert torch.allclose(base(input_ids=IDS).logits, exported(input_ids=IDS).logits, atol=1e-5)
+
+
 def test_prompt_tuning_run_cannot_be_one_model(shared_run):
     from tests.test_method_matrix import method_run
 

@@ -40,7 +40,7 @@ def load_source(run_dir: str | Path) -> Source:
     if objective.head != "causal_lm":
         raise ExportError(f"{run.path}: objective {recipe.objective.name!r} trains a {objective.head} head, "
                           "which llama.cpp and generation consumers cannot use; export causal-LM runs")
-    if method().merge_note:
+    if method.trains and method().merge_note:  # method none has nothing to merge: it exports its base
         raise ExportError(f"{run.path}: method {recipe.method.name!r} cannot be exported as one model: "
                           f"{method().merge_note}")
     # Exports are written from full precision: a 4-bit (qlora) base merges into its fp32 original.
