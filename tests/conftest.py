@@ -97,6 +97,12 @@ def shared_run(tmp_path_factory, tiny_model_dir) -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="session")
+def lora_run(shared_run) -> Path:
+    """A 3-step LoRA (r 4) run, trained once per session, for the export tests that read it."""
+    return shared_run(method={"name": "lora", "r": 4}, train={"max_steps": 3, "lr": 1e-2}).run.path
+
+
+@pytest.fixture(scope="session")
 def notes_file(tmp_path_factory) -> Path:
     """12 paragraphs of plain text (a pretraining corpus)."""
     path = tmp_path_factory.mktemp("notes") / "notes.txt"

@@ -21,13 +21,6 @@ from tests.conftest import tiny_recipe
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
 
 
-@pytest.fixture(scope="module")
-def lora_run(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    recipe = tiny_recipe(tiny_model_dir, out, method={"name": "lora", "r": 4}, train={"max_steps": 3, "lr": 1e-2})
-    return train(build_recipe(recipe), progress=False).run.path
-
-
 def test_safetensors_is_bf16_loads_plainly_and_matches_the_run(lora_run, tmp_path):
     res = CliRunner().invoke(app, ["export", str(lora_run), "--to", "safetensors", "--out", str(tmp_path / "st")])
     assert res.exit_code == 0, res.output

@@ -15,20 +15,10 @@ from ftatlas.cli import app
 from ftatlas.export.api import export_run
 from ftatlas.extras import MissingExtra
 from ftatlas.models.trained import load_run_or_model
-from ftatlas.pipeline import train
-from ftatlas.recipe import build_recipe
-from tests.conftest import tiny_recipe
 
 IDS = torch.tensor([[1, 20, 300, 4000, 5, 60, 700, 8]])
 # int8 weights with per-row scales and bf16 activations: stated bound on max |logit diff| / max |logit|
 INT8_REL = 0.15
-
-
-@pytest.fixture(scope="module")
-def lora_run(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    recipe = tiny_recipe(tiny_model_dir, out, method={"name": "lora", "r": 4}, train={"max_steps": 3, "lr": 1e-2})
-    return train(build_recipe(recipe), progress=False).run.path
 
 
 def test_int8_round_trips_through_plain_from_pretrained(lora_run, tmp_path):
