@@ -38,6 +38,10 @@ class MissingExtra(ImportError, ValueError):
     A ValueError too, so the CLI prints it as one line like every other user error."""
 
 
+def _missing(module: str, extra: str, feature: str) -> str:
+    return f"{feature} needs {module.split('.')[0]}: pip install 'ftatlas[{extra}]'"
+
+
 def require(module: str, extra: str, feature: str) -> ModuleType:
     """``import module`` (dotted names too), or MissingExtra naming ``pip install 'ftatlas[<extra>]'``."""
     top = module.split(".")[0]
@@ -46,13 +50,11 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
     except ModuleNotFoundError as e:
         if e.name is not None and e.name.split(".")[0] != top:
             raise  # the package is there but one of its own dependencies is broken: show the real error
-        raise MissingExtra(f"{feature} needs {top}: pip install 'ftatlas[{extra}]'") from None
+        raise MissingExtra(_missing(module, extra, feature)) from None
     except ImportError as e:  # e.g. `import_module` of a name whose parent was blocked
-        raise MissingExtra(f"{feature} needs {top}: pip install 'ftatlas[{extra}]'") from e
+        raise MissingExtra(_missing(module, extra, feature)) from e
 
 
 def missing_package(module: str, extra: str, feature: str) -> str | None:
     """Without importing it: None when ``module`` is installed, else the line ``require`` would raise."""
-    if importlib.util.find_spec(module.split(".")[0]) is not None:
-        return None
-    return f"{feature} needs {module.split('.')[0]}: pip install 'ftatlas[{extra}]'"
+    return None if importlib.util.find_spec(module.split(".")[0]) is not None else _missing(module, extra, feature)
