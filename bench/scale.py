@@ -1,7 +1,8 @@
 """Outgrowing one process, measured side by side in one run:
 
 1. ``ftatlas train`` in 1 process x batch 8 against ``torchrun --nproc_per_node 2`` x batch 4 (same global batch,
-   same rows; gloo on CPU, DDP; NCCL on GPUs): tokens/s and the largest per-process peak RSS. On a 2-core CPU two
+   same rows; gloo on CPU, NCCL on GPUs), under DDP and under FSDP2: tokens/s and the largest per-process peak RSS
+   (FSDP holds a shard of the weights per process). On a 2-core CPU two
    processes split the same cores (1 thread each instead of 2), so this shows the cost of the gradient all-reduce
    rather than a speed-up; on N GPUs it is the scaling.
 2. The tokenized-rows cache (``data.cache_tokenized``): templating + tokenizing N rows cold, then the same rows warm.
@@ -66,13 +67,14 @@ def processes(args: argparse.Namespace, work: Path) -> list[dict]:
     env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "HF_DATASETS_CACHE": str(work / "hf")}
     cores = os.cpu_count() or 1
     out = []
-    for n in (1, 2):
+    for n, engine in ((1, "none"), (2, "ddp"), (2, "fsdp")):
         launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] if n > 1 else []
-        cmd = [sys.executable, *launch, "-m", "ftatlas.cli", "train", str(path), f"output.name=p{n}",
-               f"train.batch_size={8 // n}"] + (["train.distributed=ddp"] if n > 1 else [])
+        name = f"p{n}-{engine}"
+        cmd = [sys.executable, *launch, "-m", "ftatlas.cli", "train", str(path), f"output.name={name}",
+               f"train.batch_size={8 // n}", f"train.distributed={engine}"]
         seconds, peak, _ = child_peak(cmd, env | {"OMP_NUM_THREADS": str(max(1, cores // n))})
-        rate = tokens_per_s(work / "runs" / f"p{n}")
-        out.append({"processes": n, "batch_per_process": 8 // n, "tokens_per_s": round(rate, 1),
+        rate = tokens_per_s(work / "runs" / name)
+        out.append({"processes": n, "engine": engine, "batch_per_process": 8 // n, "tokens_per_s": round(rate, 1),
                     "peak_rss_gib_per_process": round(peak / 2**30, 3), "wall_s": round(seconds, 1)})
         print(out[-1], flush=True)
     return out
@@ -142,8 +144,10 @@ def write_markdown(results: dict) -> str:
     """bench/results/scale.md: the sections of ``results`` as tables."""
     lines = [f"# bench/scale.py ({results.get('cpu_cores')} CPU cores, {results.get('model')})", ""]
     if "processes" in results:
-        lines += ["| processes | batch/process | tokens/s | peak RSS/process GiB | wall s |", "|---|---|---|---|---|"]
-        lines += [f"| {r['processes']} | {r['batch_per_process']} | {r['tokens_per_s']} | "
+        lines += ["| processes | engine | batch/process | tokens/s | peak RSS/process GiB | wall s |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['processes']} | {r.get('engine', 'ddp' if r['processes'] > 1 else 'none')} | "
+                  f"{r['batch_per_process']} | {r['tokens_per_s']} | "
                   f"{r['peak_rss_gib_per_process']} | {r['wall_s']} |" for r in results["processes"]]
         lines.append("")
     if "token_cache" in results:
@@ -183,9 +187,10 @@ def main() -> None:
     saved.write_text(json.dumps(merged, indent=2) + "\n")
     write_markdown(merged)
     if "processes" in results:
-        one, two = results["processes"]
-        print(f"2 vs 1 process: {two['tokens_per_s'] / one['tokens_per_s']:.2f}x tokens/s, "
-              f"{two['peak_rss_gib_per_process'] / one['peak_rss_gib_per_process']:.2f}x peak RSS per process")
+        one, *twos = results["processes"]
+        for two in twos:
+            print(f"2 processes ({two['engine']}) vs 1: {two['tokens_per_s'] / one['tokens_per_s']:.2f}x tokens/s, "
+                  f"{two['peak_rss_gib_per_process'] / one['peak_rss_gib_per_process']:.2f}x peak RSS per process")
     print(f"results: {RESULTS / 'scale.json'}  (own usage: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB)")
 
 

@@ -1,5 +1,6 @@
 """`ftatlas train` under torchrun: 2 processes x batch 4 (gloo, CPU) against 1 process x batch 8 -- the same loss
-curve and the same final adapter; rank 0 alone writes the run dir. Presets and what is GPU-only."""
+curve and the same final weights, for DDP and for FSDP2 (LoRA and full); rank 0 alone writes the run dir. Presets and
+what is GPU-only."""
 
 from __future__ import annotations
 
@@ -47,34 +48,54 @@ def _losses(run: Path) -> list[float]:
     return [r["loss"] for r in rows if "loss" in r]
 
 
-@pytest.mark.parametrize("packing", ["padding_free", "off"])
-def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_file, tmp_path, packing):
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    file = run / "adapter" / "adapter_model.safetensors"
+    return load_file(file if file.is_file() else run / "model" / "model.safetensors")
+
+
+@pytest.mark.parametrize(("distributed", "packing", "method"), [
+    ("ddp", "padding_free", "lora"), ("ddp", "off", "lora"),
+    ("fsdp", "padding_free", "lora"), ("fsdp", "off", "full")])  # FSDP2 over gloo: our CPU path past accelerate
+def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_file, tmp_path, distributed, packing,
+                                                          method):
     recipe = _recipe_file(tmp_path, tiny_model_dir, chat_file, max_steps=3, batch_size=8, packing=packing,
-                          warmup=0, scheduler="constant", lr=1e-2)
+                          warmup=0, scheduler="constant", lr=1e-2 if method == "lora" else 1e-3)
+    if method == "full":
+        r = yaml.safe_load(recipe.read_text())
+        r["method"] = {"name": "full"}
+        recipe.write_text(yaml.safe_dump(r))
     train(load_recipe(recipe, ["output.name=one"]), progress=False)  # the reference: one process, in this one
     two = _train(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftatlas.cli",
-                  "train", str(recipe), "output.name=two", "train.batch_size=4", "train.distributed=ddp"], tmp_path)
+                  "train", str(recipe), "output.name=two", "train.batch_size=4", f"train.distributed={distributed}"],
+                 tmp_path)
     one_dir, two_dir = tmp_path / "runs" / "one", tmp_path / "runs" / "two"
     assert len(_losses(two_dir)) == 3  # one metrics line per step: rank 1 wrote nothing
     assert _losses(two_dir) == pytest.approx(_losses(one_dir), rel=1e-4)
-    a = load_file(one_dir / "adapter" / "adapter_model.safetensors")
-    b = load_file(two_dir / "adapter" / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
+    a, b = _weights(one_dir), _weights(two_dir)
+    assert a.keys() <= b.keys() and set(b) - set(a) <= {"lm_head.weight"}  # FSDP's full state dict keeps tied keys
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
     info = json.loads((two_dir / "distributed.json").read_text())
     assert info["world_size"] == 2 and info["training_arguments"]["ddp_backend"] == "gloo"
+    shard, total = (int(n) for n in info["sharded_parameters"].split(" of "))
+    if distributed == "fsdp":  # what ran, not only what was asked: every parameter a DTensor shard
+        assert info["engine"] == "FSDP" and info["wrapper"].startswith("FSDP") and shard == total > 0
+    else:
+        assert info["engine"] == "MULTI_CPU" and info["wrapper"] == "DistributedDataParallel" and shard == 0
     assert (two_dir / "eval.json").is_file() and two.stdout.count("run directory:") == 1  # rank 0 reports
 
 
-def test_presets_and_gpu_only_engines(tiny_model_dir, tmp_path):
+def test_presets_and_gpu_only_engines(tiny_model_dir, tmp_path, monkeypatch):
     fsdp_recipe = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "fsdp"}))
     fsdp = preset(fsdp_recipe, "cuda")
-    assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["fsdp_config"]["version"] == 2
-    # accelerate drops FSDP on CPU (multi-CPU DDP): a CPU run stops rather than train unsharded under its name
-    with pytest.raises(ValueError, match=r"fsdp: FSDP runs on GPUs only here: .* accelerate \S+, which on CPU sets "
-                                         r"up multi-process DDP .* use train.distributed=ddp on CPU"):
+    assert fsdp["fsdp"] is True and fsdp["fsdp_config"]["version"] == 2
+    with pytest.raises(ValueError, match=r"fsdp shards the model across processes and this is one CPU process: "
+                                         r"start it with torchrun --nproc_per_node N"):
         preset(fsdp_recipe, "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert preset(fsdp_recipe, "cpu") | {"fsdp_config": None} == {
+        "ddp_find_unused_parameters": False, "ddp_backend": "gloo", "fsdp": True, "fsdp_config": None}
+    monkeypatch.delenv("WORLD_SIZE")
     zero3 = build_recipe(tiny_recipe(tiny_model_dir, tmp_path, train={"distributed": "zero3"}))
     with pytest.raises(ValueError, match="zero3: DeepSpeed ZeRO runs on CUDA GPUs only"):
         preset(zero3, "cpu")

@@ -120,7 +120,7 @@ def preset(recipe: Recipe, device: str) -> dict[str, Any]:
         if device != "cuda":
             raise ValueError(f"train.distributed={kind}: DeepSpeed ZeRO runs on CUDA GPUs only here (the Trainer "
                              f"starts it through accelerate {_accelerate_version()}, which uses DeepSpeed only off "
-                             f"CPU) and this run is on {device}; use train.distributed=ddp")
+                             f"CPU) and this run is on {device}; use train.distributed=ddp or fsdp")
         import importlib.util
 
         if importlib.util.find_spec("deepspeed") is None:
@@ -128,16 +128,38 @@ def preset(recipe: Recipe, device: str) -> dict[str, Any]:
         fields["deepspeed"] = _user_config(t.distributed_config) if t.distributed_config else _deepspeed(
             2 if kind == "zero2" else 3, kind == "zero3_offload")
     elif kind == "fsdp":
-        if device == "cpu":  # the FSDP plugin would be dropped silently: the run would be DDP while saying FSDP
-            raise ValueError(f"train.distributed=fsdp: FSDP runs on GPUs only here: the Trainer applies it through "
-                             f"accelerate {_accelerate_version()}, which on CPU sets up multi-process DDP and ignores "
-                             "the FSDP settings, so nothing would be sharded; use train.distributed=ddp on CPU")
-        fields["fsdp"] = "full_shard auto_wrap"
+        if device == "cpu" and world_size() == 1:
+            raise ValueError("train.distributed=fsdp shards the model across processes and this is one CPU process: "
+                             "start it with torchrun --nproc_per_node N -m ftatlas.cli train ... (FSDP2 over gloo), "
+                             "or use train.distributed=none")
+        fields["fsdp"] = True  # FSDP2, fully sharded (fsdp_config below), transformer layers wrapped
         fields["fsdp_config"] = _user_config(t.distributed_config) if t.distributed_config else {
             "version": 2, "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT"}
     elif t.distributed_config:
         raise ValueError(f"train.distributed_config is for fsdp and zero* presets, not {kind!r}")
     return fields
+
+
+def shard_on_cpu(args: Any, device: str) -> None:
+    """FSDP2 on CPU processes (gloo): accelerate applies FSDP only on accelerator devices and on CPU would set up
+    DDP with the FSDP settings dropped, so nothing would be sharded. Its process-wide state is set to FSDP2 here,
+    before the Trainer creates its Accelerator (which reuses that state); ``fully_shard`` itself runs on CPU."""
+    if device != "cpu" or world_size() == 1 or not getattr(args, "fsdp_plugin_args", None):
+        return
+    from accelerate import Accelerator, FullyShardedDataParallelPlugin, PartialState
+    from accelerate.utils import DistributedType
+
+    _ = args.device  # TrainingArguments resets accelerate's state once, when it first sets up its device
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+    state = Accelerator(cpu=True, mixed_precision=precision).state  # the singleton the Trainer's Accelerator reuses
+    if state.distributed_type == DistributedType.FSDP:
+        return
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        raise ValueError(f"train.distributed=fsdp on CPU: expected accelerate's multi-CPU state, got "
+                         f"{state.distributed_type}")
+    state.fsdp_plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # every AcceleratorState() copies it
 
 
 def accelerate_config(recipe: Recipe, device: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -168,3 +190,27 @@ def write_presets(run_path: Path, recipe: Recipe, device: str, fields: dict[str,
     atomic_write(run_path / "accelerate.yaml", yaml.safe_dump(accelerate_config(recipe, device, fields)))
     if "deepspeed" in fields and isinstance(fields["deepspeed"], dict):
         atomic_write(run_path / "deepspeed.json", json.dumps(fields["deepspeed"], indent=2) + "\n")
+
+
+def record_engine(run_path: Path, trainer: Any) -> None:
+    """Add what actually ran to ``distributed.json``: accelerate's engine and the wrapper around the model, and
+    how many parameters were sharded (DTensors under FSDP2)."""
+    from torch.distributed.tensor import DTensor
+
+    from ftatlas.runs import atomic_write
+
+    file = run_path / "distributed.json"
+    info = json.loads(file.read_text()) if file.is_file() else {}
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in trainer.model_wrapped.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()  # FSDP2 keeps the root's weights gathered after a forward without backward (eval)
+    params = dict(trainer.model_wrapped.named_parameters())
+    whole = [name for name, p in params.items() if not isinstance(p, DTensor)]
+    info |= {"engine": str(trainer.accelerator.distributed_type.value), "wrapper": type(trainer.model_wrapped).__name__,
+             "sharded_parameters": f"{len(params) - len(whole)} of {len(params)}"}
+    if whole and len(whole) < len(params):
+        info["unsharded"] = whole
+    atomic_write(file, json.dumps(info, indent=2) + "\n")
+

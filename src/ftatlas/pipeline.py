@@ -21,7 +21,16 @@ from ftatlas.context.base import augment_conversations
 from ftatlas.data.splits import Splits, load_splits
 from ftatlas.data.stream import StreamedRows, sample
 from ftatlas.data.templating import encode_all
-from ftatlas.distributed import from_main, is_main, preset, shards_params, unwrap, world_size, write_presets
+from ftatlas.distributed import (
+    from_main,
+    is_main,
+    preset,
+    record_engine,
+    shards_params,
+    unwrap,
+    world_size,
+    write_presets,
+)
 from ftatlas.evaluate.model_metrics import check_metrics
 from ftatlas.evaluate.runner import check_eval_rows, evaluate_rows
 from ftatlas.methods import ParamCount, count_params
@@ -29,7 +38,7 @@ from ftatlas.methods.qlora import memory_note
 from ftatlas.models import Loaded, require_chat_template, resolve_device, resolve_precision
 from ftatlas.models.device import Precision
 from ftatlas.models.loading import check_model_name
-from ftatlas.models.trained import load_recipe_base
+from ftatlas.models.trained import load_recipe_base, load_run_or_model
 from ftatlas.objectives import TrainContext
 from ftatlas.objectives.checkpoints import atomic_checkpoints
 from ftatlas.objectives.tracking import log_heldout, trackers
@@ -264,16 +273,28 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     plan["kept"] = kept_step(session, trainer, ctx)
     if is_main():
         session.run.write_json("plan.json", plan)
+        if world_size() > 1:
+            record_engine(session.run.path, trainer)
     session.results["plan"] = plan
-    if shards_params(r):  # FSDP / ZeRO-3: the Trainer gathers the shards (every rank takes part), rank 0 writes
-        target = session.run.adapter_dir if hasattr(unwrap(model), "peft_config") else session.run.model_dir
-        trainer.save_model(str(target))
-        if is_main():
-            session.loaded.tokenizer.save_pretrained(target)
-    elif is_main():
-        session.run.save_weights(unwrap(model), session.loaded.tokenizer)
+    model = save_trained(session, trainer, model)
     tokens = int(trainer.state.num_input_tokens_seen)
     return FitResult(model, params, m.stats, tokens, out.training_loss, data_stats)
+
+
+def save_trained(session: Session, trainer: Any, model: Any) -> Any:
+    """Write the trained weights into the run dir (rank 0); return the model rank 0 evaluates."""
+    if not shards_params(session.recipe):
+        if is_main():
+            session.run.save_weights(unwrap(model), session.loaded.tokenizer)
+        return model
+    # FSDP / ZeRO-3: the Trainer gathers the shards (every rank takes part) and rank 0 writes them; the model in
+    # memory holds only this rank's shard, so rank 0 evaluates the saved weights
+    target = session.run.adapter_dir if hasattr(unwrap(model), "peft_config") else session.run.model_dir
+    trainer.save_model(str(target))
+    if not is_main():
+        return model
+    session.loaded.tokenizer.save_pretrained(target)
+    return load_run_or_model(str(session.run.path), session.device)[0].model
 
 
 def checkpointing_decision(session: Session, model: Any) -> Decision:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from ftatlas.data.records import Conversation
-from ftatlas.distributed import preset
+from ftatlas.distributed import preset, shard_on_cpu
 from ftatlas.models.accel import check_cuda_options
 from ftatlas.models.device import Precision
 from ftatlas.objectives.budget import Budget, budget_arguments, plan_budget
@@ -129,4 +129,6 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
     fields |= budget_arguments(budget, t)  # epochs/max_steps, eval steps, early stopping's best-checkpoint keeping
     fields |= preset(ctx.recipe, ctx.device)  # train.distributed: DDP / FSDP / DeepSpeed settings
     fields |= check_cuda_options(t, ctx.device)  # train.optim / train.liger, or a clear stop where they cannot run
-    return args_class(**(fields | extra))
+    args = args_class(**(fields | extra))
+    shard_on_cpu(args, ctx.device)  # train.distributed=fsdp on CPU processes: FSDP2 through gloo
+    return args
