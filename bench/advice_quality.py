@@ -101,6 +101,21 @@ def gaps(rows: list[dict]) -> dict:
     return out
 
 
+ORDER = ["default", "advised"] + [name for name, _m, _t in SWEEP]
+
+
+def merged_rows(dest: Path, rows: list[dict]) -> list[dict]:
+    """This run's rows plus the cells an earlier (reduced) run of the bench recorded in ``dest``: the bench is
+    resumable across machines, each cell's json keeps its own measurements."""
+    have = {r["cell"] for r in rows}
+    for f in dest.glob("*.json"):
+        row = json.loads(f.read_text())
+        if row.get("cell") not in have and row.get("cell") in ORDER:
+            rows.append(row)
+            have.add(row["cell"])
+    return sorted(rows, key=lambda r: ORDER.index(r["cell"]) if r["cell"] in ORDER else len(ORDER))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
@@ -110,6 +125,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "arena" / "advice_quality"), help="arena runs (weights) go here")
     args = ap.parse_args()
     from ftatlas.arena import run_arena
+    from ftatlas.arena.report import write_reports
     from ftatlas.arena.spec import ArenaSpec
 
     work = Path(args.work)
@@ -125,12 +141,15 @@ def main() -> None:
             spec = ArenaSpec.model_validate({**arena, "cells": [c for c in arena["cells"] if c["name"] != "advised"]})
         root, rows = run_arena(spec, log=lambda s: print(s, flush=True))
         rows += [{**r, "cell": "advised", "same_recipe_as": "default"} for r in rows if twin and r["cell"] == "default"]
-        summary[task] = gaps(rows)
         dest = RESULTS / task
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / "table.md", dest / "table.md")
         for f in (root / "cells").glob("*.json"):
             shutil.copy(f, dest / f.name)
+        rows = merged_rows(dest, rows)
+        summary[task] = gaps(rows)
+        write_reports(spec, rows, dest)
+        for extra in ("table.csv", "report.html"):
+            (dest / extra).unlink(missing_ok=True)
         print(json.dumps(summary[task], indent=1), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     previous = json.loads((RESULTS / "summary.json").read_text()) if (RESULTS / "summary.json").is_file() else {}

@@ -4,6 +4,7 @@ what is GPU-only."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -83,6 +84,27 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_f
     else:
         assert info["engine"] == "MULTI_CPU" and info["wrapper"] == "DistributedDataParallel" and shard == 0
     assert (two_dir / "eval.json").is_file() and two.stdout.count("run directory:") == 1  # rank 0 reports
+
+
+GPUS = torch.cuda.device_count()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPUS < 2 or importlib.util.find_spec("deepspeed") is None,
+                    reason=f"DeepSpeed ZeRO through the Trainer needs >= 2 CUDA GPUs and deepspeed ({GPUS} GPUs here)")
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_zero_on_two_gpus_matches_one_process(tiny_model_dir, chat_file, tmp_path, zero):
+    recipe = _recipe_file(tmp_path, tiny_model_dir, chat_file, max_steps=3, batch_size=8, packing="off",
+                          warmup=0, scheduler="constant", lr=1e-2)
+    train(load_recipe(recipe, ["output.name=one"]), progress=False)
+    _train(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftatlas.cli", "train",
+            str(recipe), "output.name=two", "train.batch_size=4", f"train.distributed={zero}"], tmp_path)
+    one_dir, two_dir = tmp_path / "runs" / "one", tmp_path / "runs" / "two"
+    assert _losses(two_dir) == pytest.approx(_losses(one_dir), rel=1e-3)
+    a, b = _weights(one_dir), _weights(two_dir)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+    assert json.loads((two_dir / "distributed.json").read_text())["engine"] == "DEEPSPEED"
 
 
 def test_presets_and_gpu_only_engines(tiny_model_dir, tmp_path, monkeypatch):
