@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ftatlas.models.loading import load_tokenizer, resolve_source
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the cores are shared out (subprocesses inherit it)
+    THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

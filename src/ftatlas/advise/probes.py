@@ -36,6 +36,7 @@ from transformers import TrainerCallback
 
 from ftatlas.advise.estimate import Arch, Throughput
 from ftatlas.allocator import active, preload_env, release_free_memory
+from ftatlas.runs import atomic_write
 
 # bf16 dense matmul FLOP/s and memory bandwidth of common GPUs, for advice about a machine we are not on.
 KNOWN_GPUS = {  # name: (min memory GB, FLOP/s, bytes/s)
@@ -108,7 +109,10 @@ def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memo
     m = max(64, min(tokens, 4096))
     key = _device_key(device, dtype, m, arch.hidden, arch.intermediate)
     path = cache_file()
-    cache = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):  # unreadable: measured again and rewritten whole
+        cache = {}
     if key in cache and not refresh:
         return Throughput(*cache[key], *CALIBRATION.get(device, (1.0, 0.0, 1.0, 1.0)))
     a = torch.randn(m, arch.hidden, device=device, dtype=dtype)
@@ -119,9 +123,8 @@ def device_throughput(device: str, arch: Arch, tokens: int, autocast: bool, memo
     bandwidth = 2 * big.numel() * 4 / _time(lambda: dst.copy_(big), device)
     result = Throughput(flops, bandwidth, f"measured on {device} ({str(dtype).removeprefix('torch.')} matmul)",
                         *CALIBRATION.get(device, (1.0, 0.0, 1.0, 1.0)))
-    path.parent.mkdir(parents=True, exist_ok=True)
     cache[key] = [result.flops, result.bandwidth, result.source]
-    path.write_text(json.dumps(cache, indent=1))
+    atomic_write(path, json.dumps(cache, indent=1))  # processes measuring at once never leave half a file
     return result
 
 

@@ -30,7 +30,8 @@ Overrides = Annotated[list[str] | None, typer.Argument(help="dotted overrides, e
 
 
 def fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # e.g. "ftatlas[ray]" is not markup
+    # soft_wrap: no line breaks inserted into paths (the terminal wraps); e.g. "ftatlas[ray]" is not markup
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
