@@ -86,6 +86,28 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, chat_f
     assert (two_dir / "eval.json").is_file() and two.stdout.count("run directory:") == 1  # rank 0 reports
 
 
+def test_streamed_source_under_ddp_matches_one_process(tiny_model_dir, chat_file, tmp_path):
+    """streaming: true under 2 processes: each reads the stream and keeps its share of every global batch."""
+    import datasets
+
+    rows = [json.loads(line)["messages"] for line in chat_file.read_text().splitlines()]
+    parquet = tmp_path / "rows.parquet"
+    datasets.Dataset.from_list([{"q": m[0]["content"], "a": m[1]["content"]} for m in rows]).to_parquet(str(parquet))
+    recipe = _recipe_file(tmp_path, tiny_model_dir, chat_file, max_steps=3, batch_size=8, packing="padding_free",
+                          warmup=0, scheduler="constant", lr=1e-2)
+    r = yaml.safe_load(recipe.read_text())
+    r["data"]["train"] = {"path": str(parquet), "streaming": True, "columns": {"instruction": "q", "output": "a"}}
+    recipe.write_text(yaml.safe_dump(r))
+    train(load_recipe(recipe, ["output.name=one"]), progress=False)
+    _train(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftatlas.cli", "train",
+            str(recipe), "output.name=two", "train.batch_size=4", "train.distributed=ddp"], tmp_path)
+    one_dir, two_dir = tmp_path / "runs" / "one", tmp_path / "runs" / "two"
+    assert len(_losses(one_dir)) == 3 and _losses(two_dir) == pytest.approx(_losses(one_dir), rel=1e-4)
+    a, b = _weights(one_dir), _weights(two_dir)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+
+
 GPUS = torch.cuda.device_count()
 
 
