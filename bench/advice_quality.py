@@ -104,11 +104,10 @@ def gaps(rows: list[dict]) -> dict:
 ORDER = ["default", "advised"] + [name for name, _m, _t in SWEEP]
 
 
-def merged_rows(dest: Path, rows: list[dict]) -> list[dict]:
-    """This run's rows plus the cells an earlier (reduced) run of the bench recorded in ``dest``: the bench is
-    resumable across machines, each cell's json keeps its own measurements."""
+def merged_rows(cells_dir: Path, rows: list[dict]) -> list[dict]:
+    """This run's rows plus the cells an earlier reduced run (``--cells``) finished in the same arena work dir."""
     have = {r["cell"] for r in rows}
-    for f in dest.glob("*.json"):
+    for f in cells_dir.glob("*.json"):
         row = json.loads(f.read_text())
         if row.get("cell") not in have and row.get("cell") in ORDER:
             rows.append(row)
@@ -141,11 +140,12 @@ def main() -> None:
             spec = ArenaSpec.model_validate({**arena, "cells": [c for c in arena["cells"] if c["name"] != "advised"]})
         root, rows = run_arena(spec, log=lambda s: print(s, flush=True))
         rows += [{**r, "cell": "advised", "same_recipe_as": "default"} for r in rows if twin and r["cell"] == "default"]
+        rows = merged_rows(root / "cells", rows)
         dest = RESULTS / task
-        dest.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(dest, ignore_errors=True)  # this work dir's cells are the task's results
+        dest.mkdir(parents=True)
         for f in (root / "cells").glob("*.json"):
             shutil.copy(f, dest / f.name)
-        rows = merged_rows(dest, rows)
         summary[task] = gaps(rows)
         write_reports(spec, rows, dest)
         for extra in ("table.csv", "report.html"):

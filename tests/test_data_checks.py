@@ -126,7 +126,7 @@ def test_train_warns_on_overlapping_splits_and_records_it(tiny_model_dir, tmp_pa
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     res = invoke("train", tmp_path / "r.yaml")
     assert res.exit_code == 0, res.output
-    assert "warning" in res.output and "train/held-out overlap: 4 of 16" in res.output
+    assert "warning train/held-out overlap: 4 of 16" in res.output and "[bold" not in res.output  # markup rendered
     checks_file = tmp_path / "runs" / "tiny" / "data_checks.json"
     assert json.loads(checks_file.read_text())["train_eval_overlap"] == 4
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from transformers import set_seed
 
 from ftatlas import allocator
@@ -147,7 +148,7 @@ def check_overlap(run: RunDir, splits: Splits) -> int:
     # a streamed split: its first rows (reading all of it twice would defeat streaming)
     found = checks.overlap(sample(splits.train), splits.eval, label="held-out") if splits.eval else None
     if found and found.count:
-        console.print("[bold yellow]warning[/] " + "\n".join(found.lines), highlight=False, markup=False)
+        console.print("[bold yellow]warning[/] " + escape("\n".join(found.lines)), highlight=False)  # rows: no markup
     run.write_json("data_checks.json", {"train_eval_overlap": found.count if found else 0,
                                         "overlap": found.lines if found else []})
     return found.count if found else 0
