@@ -157,7 +157,10 @@ def shard_on_cpu(args: Any, device: str) -> None:
     if state.distributed_type != DistributedType.MULTI_CPU:
         raise ValueError(f"train.distributed=fsdp on CPU: expected accelerate's multi-CPU state, got "
                          f"{state.distributed_type}")
-    state.fsdp_plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    if precision != "no":  # as accelerate does for FSDP on GPUs: bf16/fp16 compute and reduction, fp32 shards kept
+        plugin.set_mixed_precision(precision)
+    state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # every AcceleratorState() copies it
 
