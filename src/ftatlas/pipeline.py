@@ -104,6 +104,9 @@ def prepare(recipe: Recipe, progress: bool = True, resume: bool = False, evaluat
     distributed = preset(recipe, device)  # stops here where the engine cannot run (e.g. ZeRO on CPU)
     if not is_main():  # rank 0 alone writes and reports (torchrun / accelerate launch start the others)
         console.quiet, progress = True, False
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the weight-loading bar of every rank
     if device == "cuda" and world_size() > 1:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # each process on its own GPU
     checkpoint = None
