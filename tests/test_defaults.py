@@ -209,11 +209,3 @@ def test_eval_loss_curve_drops_the_final_pass_over_the_kept_weights_and_the_aren
     assert kept_step_text({"kept_step": 4, "planned_steps": 40, "stopped_early": True}) == "4 of 40 (early stop)"
     assert kept_step_text({"kept_step": 50, "planned_steps": 50}) == "50 of 50"
     assert kept_step_text({}) == "-"
-
-
-def test_a_run_on_a_small_base_trains_lora_at_its_small_model_rate(shared_run):
-    session = shared_run(train={"lr": "auto", "max_steps": 2})  # the tiny base has far fewer than 1B parameters
-    plan = json.loads((session.run.path / "plan.json").read_text())
-    assert plan["lr"] == 1e-3 and "under 1B parameters" in plan["lr_source"]
-    lrs = [r["lr"] for r in session.run.read_metrics() if "lr" in r]
-    assert 2e-4 < max(lrs) <= 1e-3  # the trainer's schedule starts from it, not from LoRA's 2e-4

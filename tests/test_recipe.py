@@ -342,18 +342,3 @@ def test_dump_of_defaults_round_trips(tmp_path):
     path.write_text(dump_recipe(original))
     assert load_recipe(path) == original
     assert "scheduler: cosine" in path.read_text()
-
-
-def test_auto_learning_rate_depends_on_the_base_size_for_lora_only():
-    small, big = 134_515_008, 7_000_000_000
-    lora = build_recipe({"model": {"name": "smollm2-135m"}, "data": {"builtin": "contacts"}, "method": "lora"})
-    assert lora.learning_rate(small) == pytest.approx(1e-3) and lora.learning_rate(big) == pytest.approx(2e-4)
-    assert "under 1B parameters" in lora.learning_rate_source(small)
-    assert lora.learning_rate_source(big) == "method lora's default (train.lr: auto)"
-    qlora = build_recipe({"model": {"name": "smollm2-135m"}, "data": {"builtin": "contacts"}, "method": "qlora"})
-    assert qlora.learning_rate(small) == pytest.approx(1e-3)  # LoRA's params, so LoRA's rule
-    full = build_recipe({"model": {"name": "smollm2-135m"}, "data": {"builtin": "contacts"}, "method": "full"})
-    assert full.learning_rate(small) == full.learning_rate(big) == pytest.approx(5e-5)  # no small-model rate
-    fixed = build_recipe({"model": {"name": "smollm2-135m"}, "data": {"builtin": "contacts"}, "method": "lora",
-                          "train": {"lr": 3e-4}})
-    assert fixed.learning_rate(small) == pytest.approx(3e-4) and fixed.learning_rate_source(small) == "train.lr"

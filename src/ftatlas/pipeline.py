@@ -238,8 +238,6 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     if getattr(session.loaded.model, "is_loaded_in_4bit", False):
         session.results["quantization"] = memory_note(session.loaded.model)
         console.print(f"[bold]4-bit base[/] {session.results['quantization']}")
-    count = getattr(session.loaded.model, "num_parameters", None)  # transformers counts 4-bit weights whole
-    base_params = count() if callable(count) else None
     model = method.apply(session.loaded.model, r.method_params())
     params = count_params(model)
     console.print(f"[bold]method[/] {r.method.name}: {params}")
@@ -247,16 +245,15 @@ def fit(session: Session, resume: bool = False) -> FitResult:
     decision = checkpointing_decision(session, model)
     console.print(f"[bold]gradient checkpointing[/] {decision.reason}")
     ctx = TrainContext(r, model, session.loaded.tokenizer, session.splits.train, session.splits.eval, session.run,
-                       session.device, session.precision, session.progress, checkpointing=decision.on,
-                       base_params=base_params)
+                       session.device, session.precision, session.progress, checkpointing=decision.on)
     trainer = objective.build(ctx)
     stats = objective.stats()  # objectives that template a fixed dataset report its token/loss shares
     if "train" in stats:
         streamed = isinstance(session.splits.train, StreamedRows)  # templated as training reads it
         summary = "streamed: counted as training reads it" if streamed else stats["train"].summary()
         console.print(f"[bold]train data[/] {summary}")
-    plan = {"lr": r.learning_rate(base_params), "lr_source": r.learning_rate_source(base_params),
-            "checkpointing": decision.__dict__,
+    plan = {"lr": r.learning_rate(), "lr_source": "train.lr" if r.train.lr != "auto" else
+            f"method {r.method.name}'s default (train.lr: auto)", "checkpointing": decision.__dict__,
             "budget": ctx.budget.as_dict() if ctx.budget else None}
     console.print(f"[bold]learning rate[/] {plan['lr']:g} ({plan['lr_source']})")
     if ctx.budget is not None:

@@ -20,7 +20,6 @@ from ftatlas.data.sources import DatasetSource
 from ftatlas.eval_spec import DecodeSpec, EvalSpec, JudgeSpec, Strict  # noqa: F401 - re-exported: the eval block
 
 DEFAULT_LR = 2e-4  # train.lr: auto for a method whose Params declare no default_lr (LoRA's rate)
-SMALL_MODEL_PARAMS = 1_000_000_000  # below it, train.lr: auto takes a method's small_model_lr where it has one
 
 
 class ModelSpec(Strict):
@@ -203,25 +202,11 @@ class Recipe(Strict):
     def context_params(self) -> BaseModel:
         return self.axes.context.params
 
-    def learning_rate(self, base_params: int | None = None) -> float:
-        """``train.lr``, with ``auto`` resolved to the method's own default (``Params.default_lr``), or to its
-        ``Params.small_model_lr`` where the base model has fewer than 1B parameters (``base_params``)."""
+    def learning_rate(self) -> float:
+        """``train.lr``, with ``auto`` resolved to the method's own default (``Params.default_lr``)."""
         if self.train.lr != "auto":
             return float(self.train.lr)
-        params = self.axes.method.entry.Params
-        small = getattr(params, "small_model_lr", None)
-        if small is not None and base_params is not None and base_params < SMALL_MODEL_PARAMS:
-            return float(small)
-        return float(getattr(params, "default_lr", DEFAULT_LR))
-
-    def learning_rate_source(self, base_params: int | None = None) -> str:
-        """Where :meth:`learning_rate` comes from, for the run log and plan.json."""
-        if self.train.lr != "auto":
-            return "train.lr"
-        name = self.method.name
-        if self.learning_rate(base_params) != self.learning_rate():
-            return f"method {name}'s default for a base under 1B parameters (train.lr: auto)"
-        return f"method {name}'s default (train.lr: auto)"
+        return float(getattr(self.axes.method.entry.Params, "default_lr", DEFAULT_LR))
 
     def checkpointing(self) -> bool:
         """Whether training recomputes activations where no memory estimate decides (``gradient_checkpointing:

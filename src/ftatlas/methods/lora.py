@@ -22,10 +22,7 @@ INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 
 class LoraParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    default_lr: ClassVar[float] = 2e-4  # train.lr: auto; LoRA's usual rate (7B-class models)
-    # train.lr: auto on a base under 1B parameters: 1e-3 beat 2e-4 at every budget of bench/advice_quality.py
-    # (SmolLM2-135M, 4 tasks; docs/defaults.md)
-    small_model_lr: ClassVar[float] = 1e-3
+    default_lr: ClassVar[float] = 2e-4  # train.lr: auto; LoRA's usual rate
     r: int = Field(16, ge=1, description="rank of the update")
     alpha: float = Field(32, gt=0, description="scale numerator; usually 2*r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")

@@ -39,7 +39,6 @@ class TrainContext:
     progress: bool = True
     checkpointing: bool | None = None  # decided from memory by the pipeline (memory_plan); None: recipe's fallback
     budget: Budget | None = None  # set by training_arguments: the resolved epochs/steps/early stopping
-    base_params: int | None = None  # the base model's size: train.lr: auto may depend on it (Recipe.learning_rate)
 
 
 class Objective:
@@ -102,7 +101,7 @@ def training_arguments(ctx: TrainContext, has_eval: bool, args_class: type[Train
     ctx.budget = budget
     fields: dict[str, Any] = dict(
         output_dir=str(ctx.run.checkpoints_dir),
-        learning_rate=ctx.recipe.learning_rate(ctx.base_params),
+        learning_rate=ctx.recipe.learning_rate(),
         lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup,
         per_device_train_batch_size=t.batch_size,

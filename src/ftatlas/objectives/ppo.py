@@ -144,8 +144,7 @@ class PPOTrainer:
         # Reference: the adapter switched off (peft), else a frozen copy of the starting weights.
         self.ref = None if isinstance(self.model, PeftModel) else copy.deepcopy(self.model).eval().requires_grad_(False)
         params = [q for q in self.model.parameters() if q.requires_grad] + list(self.value_head.parameters())
-        lr = ctx.recipe.learning_rate(ctx.base_params)
-        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=ctx.recipe.learning_rate(), weight_decay=t.weight_decay)
         steps_per_epoch = math.ceil(len(ctx.train_rows) / t.batch_size)
         epochs = 1.0 if t.epochs == "auto" else t.epochs  # auto: one pass over the prompts
         self.state = State(max_steps=t.max_steps if t.max_steps > 0 else math.ceil(epochs * steps_per_epoch))
