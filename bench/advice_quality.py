@@ -51,7 +51,7 @@ def advised_cell(task: str, train: Path, model: str, batch_size: int, max_length
     return cell
 
 
-def arena_for(task: str, work: Path, model: str, cells: list[str] | None, batch_size: int) -> dict:
+def arena_for(task: str, work: Path, model: str, cells: list[str] | None, batch_size: int) -> tuple[dict, list]:
     train, held = write_task(task, work / "data")
     max_length = 256
     all_cells = [{"name": "default", "method": "lora"}]
@@ -68,7 +68,7 @@ def arena_for(task: str, work: Path, model: str, cells: list[str] | None, batch_
             "output": {"dir": str(work / "arena")}, "cells": picked,
             # templated tasks share phrases between splits (tickets: 18 of 128 training rows share a 13-word run
             # with a held-out row); every cell sees the same rows, so the comparison between cells stands
-            "allow_overlap": True}
+            "allow_overlap": True}, all_cells
 
 
 def same_recipe(spec: object, a: str, b: str) -> bool:
@@ -135,9 +135,10 @@ def main() -> None:
     summary = {}
     for task in args.tasks.split(","):
         print(f"== {task}", flush=True)
-        arena = arena_for(task, work, args.model, cells, args.batch_size)
+        arena, all_cells = arena_for(task, work, args.model, cells, args.batch_size)
         spec = ArenaSpec.model_validate(arena)
-        twin = same_recipe(spec, "advised", "default")
+        # compared whether or not default is among the cells run now
+        twin = same_recipe(ArenaSpec.model_validate({**arena, "cells": all_cells}), "advised", "default")
         if twin:  # the advisor wrote the minimal recipe itself: its result is the default's, not trained twice
             print("  advised: the same recipe as default (scored once)", flush=True)
             spec = ArenaSpec.model_validate({**arena, "cells": [c for c in arena["cells"] if c["name"] != "advised"]})
