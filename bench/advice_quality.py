@@ -12,7 +12,7 @@ opposites), ``chat`` (two user turns, the last answer recalls the first). Cells 
 Targets (issue #19): default >= 95% of the sweep's best (>= 90% absolute where the best is >= 95%); advised >=
 default. Raw outputs (each task's arena table.md and per-cell json) go to bench/results/advice_quality/.
 
-    flock /tmp/ftatlas-heavy.lock python bench/advice_quality.py                      # 4 tasks x 9 cells, hours
+    flock /tmp/ftatlas-heavy.lock python bench/advice_quality.py           # 4 tasks x 9 cells, ~1.5 h on 2 cores
     python bench/advice_quality.py --tasks tickets --cells default,advised,lora-e3-lr2e-4   # a reduced run
 """
 
