@@ -198,22 +198,20 @@ def write_presets(run_path: Path, recipe: Recipe, device: str, fields: dict[str,
 def record_engine(run_path: Path, trainer: Any) -> None:
     """Add what actually ran to ``distributed.json``: accelerate's engine and the wrapper around the model, and
     how many parameters were sharded (DTensors under FSDP2)."""
+    from torch.distributed.fsdp import FSDPModule
     from torch.distributed.tensor import DTensor
 
     from ftatlas.runs import atomic_write
-
-    file = run_path / "distributed.json"
-    info = json.loads(file.read_text()) if file.is_file() else {}
-    from torch.distributed.fsdp import FSDPModule
 
     for module in trainer.model_wrapped.modules():
         if isinstance(module, FSDPModule):
             module.reshard()  # FSDP2 keeps the root's weights gathered after a forward without backward (eval)
     params = dict(trainer.model_wrapped.named_parameters())
     whole = [name for name, p in params.items() if not isinstance(p, DTensor)]
-    info |= {"engine": str(trainer.accelerator.distributed_type.value), "wrapper": type(trainer.model_wrapped).__name__,
-             "sharded_parameters": f"{len(params) - len(whole)} of {len(params)}"}
+    info = {"engine": str(trainer.accelerator.distributed_type.value), "wrapper": type(trainer.model_wrapped).__name__,
+            "sharded_parameters": f"{len(params) - len(whole)} of {len(params)}"}
     if whole and len(whole) < len(params):
         info["unsharded"] = whole
-    atomic_write(file, json.dumps(info, indent=2) + "\n")
-
+    file = run_path / "distributed.json"
+    written = json.loads(file.read_text()) if file.is_file() else {}  # the preset, from write_presets
+    atomic_write(file, json.dumps(written | info, indent=2) + "\n")
