@@ -1,9 +1,10 @@
 """Do the defaults and the advisor win? Per user-like task: the default recipe, the advised recipe and a small
 sweep, run side by side in the arena (resumable), with the gap to the sweep's best.
 
-Tasks (bench/advice_tasks.py, shaped unlike the built-in ones): ``tickets`` (5 one-word labels, 320/80 rows,
-alpaca), ``extraction`` (strict ``id=..;qty=..;city=..;date=..``), ``factual`` (short answers: sums, weekdays,
-opposites), ``chat`` (two user turns, the last answer recalls the first). Cells per task:
+Tasks (bench/advice_tasks.py, shaped unlike the built-in ones; 96-128 training and 48 held-out rows): ``tickets``
+(5 one-word labels, alpaca), ``extraction`` (strict ``id=..;qty=..;city=..;date=..``), ``factual`` (short answers:
+sums, the weekday or month before/after, opposites, plurals; held-out rows in each kind's share), ``chat`` (two
+user turns, the last answer recalls the first). Cells per task:
 
 * ``default``: the minimal recipe a new user writes (model, data, ``method: lora``): everything else auto;
 * ``advised``: what ``ftatlas advise --goal task|chat`` writes for the data (its first SFT recipe);

@@ -30,7 +30,17 @@ NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "I
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 OPPOSITES = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("early", "late"), ("light", "dark"),
              ("happy", "sad"), ("open", "closed"), ("full", "empty"), ("up", "down"), ("old", "new"),
-             ("strong", "weak"), ("rich", "poor"), ("hard", "soft"), ("wet", "dry"), ("near", "far")]
+             ("strong", "weak"), ("rich", "poor"), ("hard", "soft"), ("wet", "dry"), ("near", "far"),
+             ("high", "low"), ("long", "short"), ("thick", "thin"), ("clean", "dirty"), ("loud", "quiet"),
+             ("push", "pull"), ("cheap", "expensive"), ("safe", "dangerous"), ("true", "false"), ("win", "lose")]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+PLURALS = [("child", "children"), ("mouse", "mice"), ("foot", "feet"), ("tooth", "teeth"), ("man", "men"),
+           ("woman", "women"), ("goose", "geese"), ("person", "people"), ("knife", "knives"), ("leaf", "leaves"),
+           ("wolf", "wolves"), ("life", "lives"), ("half", "halves"), ("potato", "potatoes"), ("hero", "heroes"),
+           ("city", "cities"), ("baby", "babies"), ("box", "boxes"), ("bus", "buses"), ("church", "churches"),
+           ("dog", "dogs"), ("book", "books"), ("apple", "apples"), ("glass", "glasses"), ("story", "stories"),
+           ("sheep", "sheep"), ("fish", "fish"), ("cactus", "cacti"), ("wife", "wives"), ("shelf", "shelves")]
 
 
 def tickets(rng: random.Random) -> dict:
@@ -53,18 +63,31 @@ def extraction(rng: random.Random) -> dict:
 
 
 def factual(rng: random.Random) -> dict:
-    kind = rng.randrange(3)
+    """One short-answer question of four kinds: a sum, a weekday or month before/after, an opposite, a plural."""
+    kind = rng.randrange(4)
     if kind == 0:
         a, b = rng.randrange(2, 50), rng.randrange(2, 50)
         q, ans = rng.choice([(f"What is {a} plus {b}?", a + b), (f"Add {a} and {b}.", a + b)])
     elif kind == 1:
-        i = rng.randrange(7)
-        q, ans = f"Which day comes after {WEEKDAYS[i]}?", WEEKDAYS[(i + 1) % 7]
-    else:
+        names, unit = rng.choice([(WEEKDAYS, "day"), (MONTHS, "month")])
+        i, step = rng.randrange(len(names)), rng.choice([1, -1])
+        q = f"Which {unit} comes {'after' if step == 1 else 'before'} {names[i]}?"
+        ans = names[(i + step) % len(names)]
+    elif kind == 2:
         w, o = rng.choice(OPPOSITES)
         w, o = (w, o) if rng.random() < 0.5 else (o, w)
         q, ans = f"What is the opposite of '{w}'?", o
+    else:
+        word, plural = rng.choice(PLURALS)
+        q, ans = f"What is the plural of '{word}'?", plural
     return {"instruction": q, "input": "", "output": str(ans)}
+
+
+def factual_kind(row: dict) -> str:
+    """The kind of a factual row (its held-out share follows its share of the rows)."""
+    q = row["instruction"]
+    return ("sum" if q.startswith(("What is", "Add")) and any(c.isdigit() for c in q) else
+            "calendar" if q.startswith("Which") else "opposite" if "opposite" in q else "plural")
 
 
 def chat(rng: random.Random) -> dict:
@@ -89,8 +112,14 @@ TASKS: dict[str, tuple[Callable[[random.Random], dict], int, int]] = {
 }
 
 
+# tasks whose rows come in kinds with small pools (7 weekdays, 25 opposites): the held-out split takes each kind's
+# share of the rows, else the small pools run out in the training rows and the held-out split is all sums
+STRATA: dict[str, Callable[[dict], str]] = {"factual": factual_kind}
+
+
 def write_task(name: str, folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """``folder/<name>/train.jsonl`` and ``eval.jsonl`` (held-out rows never repeat a training prompt)."""
+    """``folder/<name>/train.jsonl`` and ``eval.jsonl`` (held-out rows never repeat a training prompt; stratified
+    by kind where the task has kinds)."""
     gen, n_train, n_eval = TASKS[name]
     rng = random.Random(f"{name}-{seed}")
     rows: list[dict] = []
@@ -101,9 +130,26 @@ def write_task(name: str, folder: Path, seed: int = 0) -> tuple[Path, Path]:
         if key not in seen:
             seen.add(key)
             rows.append(row)
+    if name in STRATA:
+        rows = stratified(rows, STRATA[name], n_eval, rng)
     out = folder / name
     out.mkdir(parents=True, exist_ok=True)
     train, held = out / "train.jsonl", out / "eval.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows[:n_train]))
     held.write_text("".join(json.dumps(r) + "\n" for r in rows[n_train:]))
     return train, held
+
+
+def stratified(rows: list[dict], kind: Callable[[dict], str], n_eval: int, rng: random.Random) -> list[dict]:
+    """``rows`` reordered so that the last ``n_eval`` hold each kind in its share of all rows."""
+    by_kind: dict[str, list[dict]] = {}
+    for row in rows:
+        by_kind.setdefault(kind(row), []).append(row)
+    quota = {k: round(n_eval * len(v) / len(rows)) for k, v in by_kind.items()}
+    largest = max(by_kind, key=lambda k: len(by_kind[k]))
+    quota[largest] += n_eval - sum(quota.values())  # rounding: the largest kind absorbs the difference
+    held = [r for k, v in by_kind.items() for r in v[len(v) - quota[k]:]]
+    train = [r for k, v in by_kind.items() for r in v[:len(v) - quota[k]]]
+    rng.shuffle(train)
+    rng.shuffle(held)
+    return train + held
