@@ -15,7 +15,8 @@ with ``labels``), the same learning rate and schedule.
   compare its loss by the mean over steps, not step by step.
 * ``ftatlas``: its defaults: padding-free packing with per-sequence attention, the chunked loss, the bf16
   frozen base (LoRA) and ``gradient_checkpointing: auto`` decided from memory as ``ftatlas train`` does
-  (``checkpointing_plan``; off on a machine with GiBs free). LoRA is r=16, alpha=32, all-linear, dropout 0.
+  (``checkpointing_plan``; off on a machine with GiBs free). LoRA is r=16, alpha=32, all-linear on every side;
+  dropout is each side's default (0 on both).
 
 Each (side, repetition) runs in a fresh subprocess, so the peak RSS of one side is not inherited by the
 other (one process cannot separate two peaks); all sides run on the heap allocator the ``ftatlas``
@@ -149,7 +150,7 @@ def ftatlas_trainer(model, tok, convs: list, mode: str, a: argparse.Namespace, o
     from ftatlas.resolve import build_recipe
     from ftatlas.runs import RunDir
 
-    method = {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.0} if mode == "lora" else {"name": "full"}
+    method = {"name": "lora", "r": 16, "alpha": 32} if mode == "lora" else {"name": "full"}  # dropout: ours
     train = {"max_steps": a.warmup + a.steps, "batch_size": a.batch, "lr": a.lr, "scheduler": "constant",
              "warmup": 0, "log_every": 1}
     recipe = build_recipe({"data": {"builtin": "contacts", "max_length": 1024}, "method": method, "train": train,

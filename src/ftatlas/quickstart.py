@@ -8,7 +8,7 @@ from ftatlas.resolve import build_recipe
 QUICKSTART = {
     "model": {"name": "smollm2-135m"},
     "data": {"builtin": "contacts", "max_length": 256},
-    "method": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.05},
+    "method": {"name": "lora", "r": 16, "alpha": 32},
     "objective": {"name": "sft"},
     # epochs and gradient checkpointing: auto (one epoch here, held-out loss watched; off where memory allows)
     "train": {"lr": 3e-4, "batch_size": 8, "scheduler": "cosine", "warmup": 0.05, "log_every": 5},
