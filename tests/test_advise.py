@@ -96,9 +96,12 @@ def test_activations_follow_the_hand_formula(cfg):
     data = DataShape.from_lengths([64] * 10)
     full = estimate_step(cfg, "full", data, StepSpec(batch_size=4, gradient_checkpointing=False))
     assert full.tokens == 256 and full.activation_bytes == 256 * 2 * (1024 + 1920)
-    # lora (all-linear, r 16, dropout): frozen norms; per layer the dropout outputs (6 x 64 in + 128 for down) + ranks
+    # lora (all-linear, r 16, dropout 0): frozen norms; per layer the 7 rank-16 outputs
     lora = estimate_step(cfg, "lora", data, StepSpec(batch_size=4, gradient_checkpointing=False))
-    assert lora.activation_bytes == 256 * 2 * (512 + 2 * (960 + 6 * 64 + 128 + 7 * 16))
+    assert lora.activation_bytes == 256 * 2 * (512 + 2 * (960 + 7 * 16))
+    # with dropout each adapted layer also saves its dropped input (6 x 64 in + 128 for down)
+    dropped = estimate_step(cfg, "lora", data, StepSpec(batch_size=4, gradient_checkpointing=False), {"dropout": 0.05})
+    assert dropped.activation_bytes == 256 * 2 * (512 + 2 * (960 + 6 * 64 + 128 + 7 * 16))
     # freeze top 1 of 2 layers: only that layer saves; checkpointing keeps layer inputs plus one layer's set
     top = estimate_step(cfg, "freeze", data, StepSpec(batch_size=4, gradient_checkpointing=False), {"top_n": 1})
     assert top.activation_bytes == 256 * 1 * (1024 + 1920)
