@@ -26,7 +26,7 @@ class LoraParams(BaseModel):
     r: int = Field(16, ge=1, description="rank of the update")
     alpha: float = Field(32, gt=0, description="scale numerator; usually 2*r")
     # 0 (peft's own default): with dropout each adapted layer keeps a dropped copy of its input for the backward;
-    # on SmolLM2 0.05 costs 39% of tokens/s and 1.5x peak memory (bench/train_throughput.py, docs/defaults.md)
+    # on SmolLM2 0.05 costs ~35% of tokens/s and 1.5x peak memory (bench/train_throughput.py, docs/defaults.md)
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input (0: no copy of the input kept)")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="module names to adapt, or all-linear (every linear but the LM head)")
